@@ -1,0 +1,119 @@
+"""Command-line interface: argument parsing only, one small function per subcommand.
+
+Every subcommand calls a function a Python user can call directly. Bad input (`InputError`)
+becomes one line on stderr and exit code 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+from .paths import DEFAULT_RESULTS_DIR
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", default="synthetic5i", help="built-in protocol name or path to a .toml file")
+    parser.add_argument("--data-root", default=None,
+                        help="VOC2012 folder or an ancestor of it (default: $FSSEG_BENCH_DATA; synthetic5i: generated)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
+
+
+def cmd_synth(args) -> int:
+    from .data.synthetic import SyntheticConfig, write_synthetic_tree
+
+    start = time.perf_counter()
+    voc = write_synthetic_tree(args.root, SyntheticConfig(seed=args.seed))
+    print(f"synthetic5i tree (seed {args.seed}) at {voc} [{time.perf_counter() - start:.1f}s]")
+    return 0
+
+
+def cmd_protocols(args) -> int:
+    from .protocol import list_protocols, load_protocol
+
+    for name in list_protocols():
+        protocol = load_protocol(name)
+        print(f"{name:22s} {protocol.description}")
+    return 0
+
+
+def cmd_episodes(args) -> int:
+    from .data.source import class_index, generated_episode_path, resolve_tree
+    from .episodes import check_pin, episodes_to_bytes, generate_episode_list, sha256_bytes, write_episode_list
+    from .protocol import load_protocol
+
+    protocol = load_protocol(args.protocol)
+    tree = resolve_tree(protocol, args.data_root, args.results)
+    index = class_index(tree, protocol.split, args.results)
+    folds = [args.fold] if args.fold is not None else list(protocol.folds)
+    shots = [args.shot] if args.shot is not None else list(protocol.shots)
+    seeds = [args.seed] if args.seed is not None else list(protocol.seeds)
+    if args.out is not None and len(folds) * len(shots) * len(seeds) > 1:
+        raise InputError(f"--out {args.out}: names one file, so give one --fold, --shot and --seed")
+    for fold in folds:
+        for shot in shots:
+            for seed in seeds:
+                episodes = generate_episode_list(protocol, index, fold, shot, seed, args.episodes)
+                out = Path(args.out) if args.out else generated_episode_path(args.results, protocol, fold, shot, seed)
+                if args.episodes is None:
+                    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(episodes)), str(out))
+                sha256 = write_episode_list(out, episodes)
+                print(f"{sha256}  {out}")
+    return 0
+
+
+def cmd_prepare_sbd(args) -> int:
+    from .data.sbd import prepare_sbd
+
+    print(prepare_sbd(args.voc, args.sbd).summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fsseg-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fsseg-bench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic5i stand-in tree (VOC layout and formats)")
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("protocols", help="list the built-in protocols")
+    p.set_defaults(func=cmd_protocols)
+
+    p = sub.add_parser("episodes", help="generate episode lists (JSONL) and print their sha256")
+    _add_data_args(p)
+    p.add_argument("--fold", type=int, default=None)
+    p.add_argument("--shot", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--episodes", type=int, default=None, help="override the protocol's episode count")
+    p.add_argument("--out", default=None, help="output file (one fold/shot/seed only)")
+    p.set_defaults(func=cmd_episodes)
+
+    p = sub.add_parser("prepare-sbd", help="build SegmentationClassAug and trainaug.txt from SBD")
+    p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")
+    p.add_argument("--sbd", required=True, help="SBD benchmark_RELEASE folder (or its dataset/)")
+    p.set_defaults(func=cmd_prepare_sbd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"fsseg-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

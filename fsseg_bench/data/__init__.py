@@ -1,0 +1,1 @@
+"""Readers and writers for segmentation data on disk (VOC layout, SBD, the synthetic stand-in)."""

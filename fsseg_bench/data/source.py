@@ -1,0 +1,73 @@
+"""From a protocol to the data it reads: the VOC tree, its class index and its episode lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..episodes import (EpisodeSpec, check_pin, committed_episode_path, episodes_to_bytes, generate_episode_list,
+                        read_episode_list, sha256_bytes, write_episode_list)
+from ..errors import InputError
+from ..paths import DATA_ENV_VAR, default_data_root
+from ..protocol import Protocol, episode_key
+from .synthetic import SyntheticConfig, write_synthetic_tree
+from .voc import ClassIndex, VocTree, load_class_index, locate_voc
+
+
+def synthetic_default_root(results_dir: Path) -> Path:
+    return Path(results_dir) / "data" / "synthetic5i"
+
+
+def resolve_tree(protocol: Protocol, data_root: str | Path | None, results_dir: Path) -> VocTree:
+    """`--data-root`, else $FSSEG_BENCH_DATA; for `synthetic5i` the default tree is generated once."""
+    root = Path(data_root) if data_root else default_data_root()
+    if root is None:
+        if protocol.dataset != "synthetic5i":
+            raise InputError(f"protocol {protocol.name!r} reads PASCAL VOC: pass --data-root DIR or set {DATA_ENV_VAR}")
+        root = synthetic_default_root(results_dir)
+        write_synthetic_tree(root, SyntheticConfig())
+    return locate_voc(root)
+
+
+def cache_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / "cache"
+
+
+def class_index(tree: VocTree, split: str, results_dir: Path) -> ClassIndex:
+    return load_class_index(tree, split, cache_dir(results_dir))
+
+
+def generated_episode_path(results_dir: Path, protocol: Protocol, fold: int, shot: int, seed: int) -> Path:
+    return Path(results_dir) / "episodes" / protocol.name / f"{episode_key(fold, shot, seed)}.jsonl"
+
+
+def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, seed: int,
+                     results_dir: Path) -> tuple[list[EpisodeSpec], str, Path]:
+    """The committed list when the protocol ships one, else one generated from the data.
+
+    Either way a pinned sha256 is checked, so a run never silently uses other episodes.
+    """
+    index = class_index(tree, protocol.split, results_dir)
+    committed = committed_episode_path(protocol, fold, shot, seed)
+    if committed.is_file():
+        episodes, sha256 = read_episode_list(committed)
+        check_pin(protocol, fold, shot, seed, sha256, str(committed))
+        check_episode_ids(episodes, index, str(committed))
+        return episodes, sha256, committed
+    episodes = generate_episode_list(protocol, index, fold, shot, seed)
+    path = generated_episode_path(results_dir, protocol, fold, shot, seed)
+    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(episodes)), str(path))
+    sha256 = write_episode_list(path, episodes)
+    return episodes, sha256, path
+
+
+def check_episode_ids(episodes: list[EpisodeSpec], index: ClassIndex, source: str) -> None:
+    """Every id an episode names must be in the split, and hold the episode's class."""
+    for episode in episodes:
+        for image_id in episode.query + episode.support:
+            if image_id not in index.pixels:
+                raise InputError(f"{source}: episode {episode.index} names image id {image_id!r}, "
+                                 f"which is not in split {index.split!r} of the data tree")
+        for image_id in episode.support:
+            if index.pixels[image_id].get(episode.class_id, 0) == 0:
+                raise InputError(f"{source}: episode {episode.index}: support {image_id!r} does not hold "
+                                 f"class {episode.class_id}")

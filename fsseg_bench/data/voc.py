@@ -1,0 +1,214 @@
+"""The VOC-format reader: one code path for real PASCAL VOC (+SBD) and for the synthetic stand-in.
+
+Layout: `VOC2012/JPEGImages/<id>.jpg`, `VOC2012/SegmentationClassAug/<id>.png` (falling back to
+`SegmentationClass/`), `VOC2012/ImageSets/Segmentation/<split>.txt`. Masks hold a class index per
+pixel (0 background, 1..20 classes, 255 void), as a palette or a grayscale PNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..classes import NUM_CLASSES
+from ..errors import InputError
+
+IGNORE = 255
+MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
+CLASS_INDEX_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VocTree:
+    """A located `VOC2012` folder and the mask folder it uses."""
+
+    root: Path
+    mask_dir: str
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / self.mask_dir / f"{image_id}.png"
+
+    def list_path(self, split: str) -> Path:
+        return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+
+def locate_voc(data_root: str | Path) -> VocTree:
+    """Accept the VOC2012 folder itself or an ancestor holding `VOCdevkit/VOC2012` or `VOC2012`."""
+    data_root = Path(data_root)
+    if not data_root.exists():
+        raise InputError(f"{data_root}: data root not found (expected a VOC2012 folder or one holding VOCdevkit/VOC2012)")
+    for candidate in (data_root, data_root / "VOC2012", data_root / "VOCdevkit" / "VOC2012"):
+        if (candidate / "JPEGImages").is_dir():
+            for mask_dir in MASK_DIRS:
+                if (candidate / mask_dir).is_dir():
+                    return VocTree(candidate, mask_dir)
+            raise InputError(f"{candidate}: no SegmentationClassAug/ or SegmentationClass/ folder of masks")
+    raise InputError(f"{data_root}: no JPEGImages/ in it, in VOC2012/ or in VOCdevkit/VOC2012/")
+
+
+def read_split(tree: VocTree, split: str) -> list[str]:
+    path = tree.list_path(split)
+    if not path.is_file():
+        raise InputError(f"{path}: image list for split {split!r} not found")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise InputError(f"{path}: image list is empty")
+    return ids
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Class-index mask as uint8 [H, W]; values checked to be 0..20 or 255."""
+    if not path.is_file():
+        raise InputError(f"{path}: mask not found")
+    try:
+        with Image.open(path) as img:
+            if img.format != "PNG":
+                raise InputError(f"{path}: expected a PNG mask, found {img.format}")
+            if img.mode not in ("P", "L"):
+                raise InputError(f"{path}: expected a palette (P) or grayscale (L) PNG, found mode {img.mode}")
+            mask = np.array(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable or corrupt PNG ({exc})") from None
+    check_mask_values(mask, path)
+    return mask
+
+
+def check_mask_values(mask: np.ndarray, path: Path) -> np.ndarray:
+    """Raise unless every value is a class (0..20) or void (255); return the value histogram."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    bad = np.flatnonzero(counts[NUM_CLASSES + 1:IGNORE]) + NUM_CLASSES + 1
+    if bad.size:
+        raise InputError(f"{path}: mask value {int(bad[0])} outside 0..{NUM_CLASSES} and {IGNORE}")
+    return counts
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 [H, W, 3]."""
+    if not path.is_file():
+        raise InputError(f"{path}: image not found")
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable or corrupt image ({exc})") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the image header, without decoding the pixels."""
+    if not path.is_file():
+        raise InputError(f"{path}: image not found")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable or corrupt image ({exc})") from None
+    return height, width
+
+
+def read_pair(tree: VocTree, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Image [H,W,3] and mask [H,W], checked to have the same size."""
+    image = read_image(tree.image_path(image_id))
+    mask = read_mask(tree.mask_path(image_id))
+    if image.shape[:2] != mask.shape:
+        raise InputError(
+            f"{tree.mask_path(image_id)}: mask size {mask.shape[1]}x{mask.shape[0]} != image size "
+            f"{image.shape[1]}x{image.shape[0]} of {tree.image_path(image_id)}"
+        )
+    return image, mask
+
+
+# --- class-presence index ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassIndex:
+    """Which images of a split hold which class, and how many pixels of it (original resolution)."""
+
+    split: str
+    ids: tuple[str, ...]
+    pixels: dict[str, dict[int, int]]
+    fingerprint: str
+    from_cache: bool = False
+
+    def images_with(self, class_id: int, min_pixels: int = 0) -> list[str]:
+        """Ids holding `class_id` with at least `min_pixels` (and at least one) pixel, in list order."""
+        threshold = max(1, min_pixels)
+        return [i for i in self.ids if self.pixels[i].get(class_id, 0) >= threshold]
+
+    def classes_of(self, image_id: str, min_pixels: int = 0) -> list[int]:
+        threshold = max(1, min_pixels)
+        return sorted(c for c, n in self.pixels[image_id].items() if n >= threshold)
+
+
+def split_fingerprint(tree: VocTree, split: str, ids: list[str]) -> str:
+    """sha256 of the list file and of (size, mtime) of every mask and image it names.
+
+    Stat-based so that checking the cache costs a stat per file, not a decode; any rewrite of a
+    mask changes its mtime and invalidates the index.
+    """
+    digest = hashlib.sha256()
+    digest.update(tree.list_path(split).read_bytes())
+    digest.update(f"{tree.root.resolve()}|{tree.mask_dir}|v{CLASS_INDEX_VERSION}\n".encode())
+    for image_id in ids:
+        for path in (tree.mask_path(image_id), tree.image_path(image_id)):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                kind = "mask" if path.suffix == ".png" else "image"
+                raise InputError(f"{path}: {kind} of image id {image_id!r} (listed in {tree.list_path(split)}) not found") from None
+            digest.update(f"{image_id}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _scan_one(tree: VocTree, image_id: str) -> dict[int, int]:
+    mask_path = tree.mask_path(image_id)
+    mask = read_mask(mask_path)
+    height, width = image_size(tree.image_path(image_id))
+    if (height, width) != mask.shape:
+        raise InputError(
+            f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} != image size {width}x{height} "
+            f"of {tree.image_path(image_id)}"
+        )
+    counts = np.bincount(mask.ravel(), minlength=256)
+    return {c: int(counts[c]) for c in range(1, NUM_CLASSES + 1) if counts[c]}
+
+
+def class_index_cache_path(cache_dir: Path, tree: VocTree, split: str) -> Path:
+    key = hashlib.sha256(f"{tree.root.resolve()}|{tree.mask_dir}|{split}".encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"class-index-{split}-{key}.json"
+
+
+def load_class_index(tree: VocTree, split: str, cache_dir: Path | None, workers: int = 4) -> ClassIndex:
+    """Scan a split once; later calls read the cache while the fingerprint still matches."""
+    ids = read_split(tree, split)
+    fingerprint = split_fingerprint(tree, split, ids)
+    cache_path = class_index_cache_path(cache_dir, tree, split) if cache_dir is not None else None
+    if cache_path is not None and cache_path.is_file():
+        try:
+            cached = json.loads(cache_path.read_text())
+            if cached.get("fingerprint") == fingerprint and cached.get("version") == CLASS_INDEX_VERSION:
+                pixels = {i: {int(c): n for c, n in cached["pixels"][i].items()} for i in ids}
+                return ClassIndex(split, tuple(ids), pixels, fingerprint, from_cache=True)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            pass  # a damaged cache is just rebuilt
+    # PIL releases the GIL while decoding, so a few threads speed up the one-off scan.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        scanned = list(pool.map(lambda i: _scan_one(tree, i), ids))
+    pixels = dict(zip(ids, scanned))
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"version": CLASS_INDEX_VERSION, "voc_root": str(tree.root.resolve()), "split": split,
+                   "fingerprint": fingerprint, "pixels": pixels}
+        tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, cache_path)  # atomic: a crash never leaves a torn cache
+    return ClassIndex(split, tuple(ids), pixels, fingerprint, from_cache=False)

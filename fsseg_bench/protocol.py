@@ -1,0 +1,231 @@
+"""Protocol files: one TOML file per evaluation convention, loaded into a frozen dataclass.
+
+Every key is validated; an unknown key or a bad value is a one-line `InputError` naming the file
+and the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .classes import NUM_FOLDS
+from .errors import InputError
+from .paths import PROTOCOLS_DIR
+
+QUERY_SAMPLING_MODES = ("class-uniform", "cycle-pairs", "walk-images")
+SCORE_AT = ("resized", "original")
+SUPPORT_IGNORE = ("background", "ignore")
+RESIZE_MODES = ("stretch", "longer-side-pad")
+NOVEL_IN_TRAINING = ("relabel", "drop")
+DATASETS = ("pascal-voc", "synthetic5i")
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """Episodic training schedule (PANet's on PASCAL; a short one on the synthetic data)."""
+
+    episodes: int = 30000
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: tuple[int, ...] = (10000, 20000)
+    lr_gamma: float = 0.1
+    flip: bool = True
+    seed: int = 1234
+    checkpoint_every: int = 1000
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    dataset: str
+    split: str
+    train_split: str
+    folds: tuple[int, ...]
+    shots: tuple[int, ...]
+    episodes: int
+    seeds: tuple[int, ...]
+    query_sampling: str
+    image_size: tuple[int, int]
+    score_at: str
+    min_fg_pixels: int = 0
+    ignore_index: int = 255
+    support_ignore: str = "background"
+    resize: str = "stretch"
+    novel_in_training: str = "relabel"
+    backbone: str = "vgg16"
+    description: str = ""
+    episode_sha256: dict[str, str] = field(default_factory=dict)
+    training: TrainingSchedule = field(default_factory=TrainingSchedule)
+    # Provenance: the file it came from and the sha256 of its bytes.
+    path: str = ""
+    file_sha256: str = ""
+
+    def pinned_sha256(self, fold: int, shot: int, seed: int) -> str | None:
+        return self.episode_sha256.get(episode_key(fold, shot, seed))
+
+
+def episode_key(fold: int, shot: int, seed: int) -> str:
+    """The key of one episode list, used in file names and in `episode_sha256` pins."""
+    return f"fold{fold}-shot{shot}-seed{seed}"
+
+
+def list_protocols() -> list[str]:
+    return sorted(p.stem for p in PROTOCOLS_DIR.glob("*.toml"))
+
+
+def resolve_protocol_path(name_or_path: str | Path) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise InputError(f"{candidate}: protocol file not found")
+        return candidate
+    builtin = PROTOCOLS_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        known = ", ".join(list_protocols()) or "none"
+        raise InputError(f"protocol {name_or_path!r}: not a file and not a built-in protocol (built-in: {known})")
+    return builtin
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    path = resolve_protocol_path(name_or_path)
+    raw_bytes = path.read_bytes()
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    return parse_protocol(raw, source=str(path), file_sha256=hashlib.sha256(raw_bytes).hexdigest())
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def _fail(source: str, key: str, expected: str, value) -> InputError:
+    return InputError(f"{source}: key {key!r} = {value!r}: expected {expected}")
+
+
+def _str(source, raw, key, choices=None, default=None):
+    if key not in raw:
+        if default is None:
+            raise InputError(f"{source}: missing required key {key!r}")
+        return default
+    value = raw[key]
+    if not isinstance(value, str) or not value:
+        raise _fail(source, key, "a non-empty string", value)
+    if choices is not None and value not in choices:
+        raise _fail(source, key, "one of " + " | ".join(choices), value)
+    return value
+
+
+def _int(source, raw, key, minimum=0, default=None):
+    if key not in raw:
+        if default is None:
+            raise InputError(f"{source}: missing required key {key!r}")
+        return default
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(source, key, f"an integer >= {minimum}", value)
+    return value
+
+
+def _float(source, raw, key, default):
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _fail(source, key, "a non-negative number", value)
+    return float(value)
+
+
+def _int_list(source, raw, key, minimum=0, allowed=None, default=None, length=None):
+    if key not in raw:
+        if default is None:
+            raise InputError(f"{source}: missing required key {key!r}")
+        return tuple(default)
+    value = raw[key]
+    ok = isinstance(value, list) and len(value) > 0 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+    )
+    if ok and allowed is not None:
+        ok = all(v in allowed for v in value)
+    if ok and length is not None:
+        ok = len(value) == length
+    if ok and length is None:
+        ok = len(set(value)) == len(value)
+    if not ok:
+        what = f"a list of {length} " if length else "a non-empty list of distinct "
+        what += f"integers >= {minimum}" if allowed is None else f"integers in {sorted(allowed)}"
+        raise _fail(source, key, what, value)
+    return tuple(value)
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(Protocol)} - {"path", "file_sha256"}
+_TRAINING_KEYS = {f.name for f in dataclasses.fields(TrainingSchedule)}
+
+
+def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "") -> Protocol:
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise InputError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(_TOP_KEYS))})")
+    pins = raw.get("episode_sha256", {})
+    if not isinstance(pins, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in pins.items()
+    ):
+        raise _fail(source, "episode_sha256", 'a table of "foldF-shotK-seedS" = "<64 hex digits>"', pins)
+    return Protocol(
+        name=_str(source, raw, "name"),
+        dataset=_str(source, raw, "dataset", DATASETS),
+        split=_str(source, raw, "split"),
+        train_split=_str(source, raw, "train_split"),
+        folds=_int_list(source, raw, "folds", allowed=set(range(NUM_FOLDS))),
+        shots=_int_list(source, raw, "shots", minimum=1),
+        episodes=_int(source, raw, "episodes", minimum=1),
+        seeds=_int_list(source, raw, "seeds"),
+        query_sampling=_str(source, raw, "query_sampling", QUERY_SAMPLING_MODES),
+        image_size=_int_list(source, raw, "image_size", minimum=8, length=2),
+        score_at=_str(source, raw, "score_at", SCORE_AT),
+        min_fg_pixels=_int(source, raw, "min_fg_pixels", default=0),
+        ignore_index=_int(source, raw, "ignore_index", default=255),
+        support_ignore=_str(source, raw, "support_ignore", SUPPORT_IGNORE, default="background"),
+        resize=_str(source, raw, "resize", RESIZE_MODES, default="stretch"),
+        novel_in_training=_str(source, raw, "novel_in_training", NOVEL_IN_TRAINING, default="relabel"),
+        backbone=_str(source, raw, "backbone", default="vgg16"),
+        description=raw.get("description", "") if isinstance(raw.get("description", ""), str)
+        else _fail(source, "description", "a string", raw["description"]),
+        episode_sha256=dict(pins),
+        training=_parse_training(raw.get("training", {}), source),
+        path=source,
+        file_sha256=file_sha256,
+    )
+
+
+def _parse_training(raw, source: str) -> TrainingSchedule:
+    if not isinstance(raw, dict):
+        raise _fail(source, "training", "a table", raw)
+    unknown = sorted(set(raw) - _TRAINING_KEYS)
+    if unknown:
+        raise InputError(f"{source}: unknown key 'training.{unknown[0]}' (known: {', '.join(sorted(_TRAINING_KEYS))})")
+    src = f"{source} [training]"
+    default = TrainingSchedule()
+    flip = raw.get("flip", default.flip)
+    if not isinstance(flip, bool):
+        raise _fail(src, "flip", "true or false", flip)
+    milestones = raw.get("lr_milestones", list(default.lr_milestones))
+    if not isinstance(milestones, list) or not all(isinstance(m, int) and m > 0 for m in milestones):
+        raise _fail(src, "lr_milestones", "a list of positive integers", milestones)
+    return TrainingSchedule(
+        episodes=_int(src, raw, "episodes", minimum=1, default=default.episodes),
+        lr=_float(src, raw, "lr", default.lr),
+        momentum=_float(src, raw, "momentum", default.momentum),
+        weight_decay=_float(src, raw, "weight_decay", default.weight_decay),
+        lr_milestones=tuple(milestones),
+        lr_gamma=_float(src, raw, "lr_gamma", default.lr_gamma),
+        flip=flip,
+        seed=_int(src, raw, "seed", default=default.seed),
+        checkpoint_every=_int(src, raw, "checkpoint_every", minimum=1, default=default.checkpoint_every),
+    )
