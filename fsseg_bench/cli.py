@@ -73,6 +73,59 @@ def cmd_prepare_sbd(args) -> int:
     return 0
 
 
+def _parse_options(pairs: list[str]) -> dict:
+    """--option key=value pairs; values parsed as JSON where they can be (numbers, true/false)."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def cmd_methods(args) -> int:
+    from .registry import list_methods, load_methods
+
+    load_methods(args.plugin)
+    entries = list_methods()
+    width = max(len(e.name) for e in entries)
+    print(f"{'name':{width}s}  trainable  origin / description")
+    for entry in entries:
+        print(f"{entry.name:{width}s}  {'yes' if entry.trainable else 'no ':9s}  {entry.description}")
+        print(f"{'':{width}s}             [{entry.origin}]")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .protocol import load_protocol
+    from .registry import load_methods
+    from .training import train
+
+    load_methods(args.plugin)
+    protocol = load_protocol(args.protocol)
+    options = _parse_options(args.option)
+    if args.weights:
+        options["weights"] = args.weights
+    folds = [args.fold] if args.fold is not None else list(protocol.folds)
+    shots = [args.shot] if args.shot is not None else list(protocol.shots)
+    for fold in folds:
+        for shot in shots:
+            result = train(protocol, args.method, fold, shot, data_root=args.data_root, results_dir=args.results,
+                           method_options=options, iterations=args.iterations, device=args.device,
+                           progress=not args.quiet)
+            resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
+            print(f"{args.method} fold {fold} shot {shot}: {result.iterations} episodes{resumed}, "
+                  f"{result.episodes_per_second:.1f} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
+                  f" -> {sum(result.last_losses) / len(result.last_losses):.3f}; {result.checkpoint}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsseg-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fsseg-bench {__version__}")
@@ -95,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=None, help="override the protocol's episode count")
     p.add_argument("--out", default=None, help="output file (one fold/shot/seed only)")
     p.set_defaults(func=cmd_episodes)
+
+    p = sub.add_parser("methods", help="list the registered methods")
+    p.add_argument("--plugin", action="append", default=[], help="a plugin .py file registering methods")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("train", help="episodic training on a fold's base classes (resumes after a crash)")
+    _add_data_args(p)
+    p.add_argument("--method", required=True)
+    p.add_argument("--fold", type=int, default=None)
+    p.add_argument("--shot", type=int, default=None)
+    p.add_argument("--iterations", type=int, default=None, help="override the schedule's episode count")
+    p.add_argument("--weights", default=None, help="backbone weights (e.g. torchvision VGG16 .pth)")
+    p.add_argument("--option", action="append", default=[], help="method option KEY=VALUE")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--plugin", action="append", default=[])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("prepare-sbd", help="build SegmentationClassAug and trainaug.txt from SBD")
     p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")

@@ -1,0 +1,193 @@
+"""Backbones: PANet's VGG16 encoder, ResNet-50 (timm, layers 2+3), and a small CNN for CPU runs.
+
+Weights come from a path the user gives or from the local torch / timm caches; nothing is ever
+downloaded. Without weights the backbone is randomly initialised, a warning says so loudly, and
+the caller records `pretrained: false`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Backbone:
+    module: nn.Module
+    name: str
+    channels: int
+    stride: int
+    pretrained: bool
+    weights_path: str | None
+
+
+class VGG16Encoder(nn.Module):
+    """PANet's encoder: VGG16's 13 convs; pools 3x3/s2 after blocks 1-3, 3x3/s1 after block 4;
+    block 5 dilated by 2 without its last ReLU. Output stride 8, 512 channels.
+
+    `features` indices 0,2,4,6,8 are the conv blocks (1,3,5,7 the pools), so parameter names are
+    `features.B.L.weight` as in the paper's snapshots.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_block(2, 3, 64), nn.MaxPool2d(3, stride=2, padding=1),
+            _conv_block(2, 64, 128), nn.MaxPool2d(3, stride=2, padding=1),
+            _conv_block(3, 128, 256), nn.MaxPool2d(3, stride=2, padding=1),
+            _conv_block(3, 256, 512), nn.MaxPool2d(3, stride=1, padding=1),
+            _conv_block(3, 512, 512, dilation=2, last_relu=False),
+        )
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)
+
+
+class SmallCNN(nn.Module):
+    """Six 3x3 convs in three blocks, output stride 4, 128 channels; last ReLU dropped as in PANet."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_block(2, 3, width), nn.MaxPool2d(3, stride=2, padding=1),
+            _conv_block(2, width, 2 * width), nn.MaxPool2d(3, stride=2, padding=1),
+            _conv_block(2, 2 * width, 4 * width, dilation=2, last_relu=False),
+        )
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)
+
+
+class ResNet50Features(nn.Module):
+    """timm ResNet-50, layer2 and layer3 (dilated to output stride 8) concatenated: 1536 channels."""
+
+    def __init__(self):
+        super().__init__()
+        import timm
+
+        self.body = timm.create_model("resnet50", pretrained=False, features_only=True,
+                                      out_indices=(2, 3), output_stride=8)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        layer2, layer3 = self.body(images)
+        return torch.cat([layer2, layer3], dim=1)
+
+
+def _conv_block(n_convs: int, in_channels: int, out_channels: int, dilation: int = 1,
+                last_relu: bool = True) -> nn.Sequential:
+    layers = []
+    for i in range(n_convs):
+        layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation))
+        if i < n_convs - 1 or last_relu:
+            layers.append(nn.ReLU(inplace=True))
+        in_channels = out_channels
+    return nn.Sequential(*layers)
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+def _torch_cache_candidates(prefix: str) -> list[Path]:
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    return sorted(checkpoints.glob(f"{prefix}-*.pth")) if checkpoints.is_dir() else []
+
+
+def _timm_cache_candidates(model: str) -> list[Path]:
+    hub = Path.home() / ".cache" / "huggingface" / "hub"
+    return sorted(hub.glob(f"models--timm--{model}*/snapshots/*/model.safetensors")) if hub.is_dir() else []
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise InputError(f"{path}: unreadable weights file ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: expected a state dict")
+    return state
+
+
+def load_torchvision_vgg16(encoder: VGG16Encoder, state: dict[str, torch.Tensor], source: str = "") -> None:
+    """The first 26 tensors of a torchvision VGG16 (13 conv weights + biases, in order) -> our 13 convs."""
+    ours = encoder.state_dict()
+    theirs = [(k, v) for k, v in state.items() if k.startswith("features.")] or list(state.items())
+    if len(theirs) < len(ours):
+        raise InputError(f"{source}: expected at least {len(ours)} VGG16 conv tensors, found {len(theirs)}")
+    for (our_key, our_value), (their_key, value) in zip(ours.items(), theirs):
+        if our_value.shape != value.shape:
+            raise InputError(f"{source}: tensor {their_key} has shape {tuple(value.shape)}, expected "
+                             f"{tuple(our_value.shape)} for {our_key}")
+        ours[our_key] = value
+    encoder.load_state_dict(ours)
+
+
+def _load_resnet50(model: ResNet50Features, state: dict[str, torch.Tensor], source: str) -> None:
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, _ = model.body.load_state_dict(state, strict=False)
+    if missing:
+        raise InputError(f"{source}: not a ResNet-50 state dict (missing {missing[0]!r} and {len(missing) - 1} more)")
+
+
+_WARNED: set[str] = set()
+
+
+def warn_not_pretrained(name: str, looked: str) -> None:
+    if name not in _WARNED:
+        _WARNED.add(name)
+        print(f"WARNING: no pretrained weights for backbone {name!r} ({looked}); it is RANDOMLY initialised "
+              f"and results record pretrained: false. Pass --weights PATH to use ImageNet weights.",
+              file=sys.stderr)
+
+
+BACKBONE_NAMES = ("vgg16", "resnet50", "smallcnn")
+
+
+def build_backbone(name: str, weights: str | Path | None = None, seed: int = 0) -> Backbone:
+    """Build a backbone; its random init uses a forked RNG seeded by `seed`, never the global stream."""
+    if name not in BACKBONE_NAMES:
+        raise InputError(f"backbone {name!r}: expected one of {', '.join(BACKBONE_NAMES)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = {"vgg16": VGG16Encoder, "resnet50": ResNet50Features, "smallcnn": SmallCNN}[name]()
+    channels, stride = {"vgg16": (512, 8), "resnet50": (1536, 8), "smallcnn": (128, 4)}[name]
+
+    if weights is not None:
+        candidates = [Path(weights)]
+    elif name == "vgg16":
+        candidates = _torch_cache_candidates("vgg16")
+    elif name == "resnet50":
+        candidates = _torch_cache_candidates("resnet50") + _timm_cache_candidates("resnet50")
+    else:
+        candidates = []
+    if not candidates:
+        where = "no weights exist for it" if name == "smallcnn" else f"none given and none in {torch.hub.get_dir()}/checkpoints"
+        warn_not_pretrained(name, where)
+        return Backbone(module, name, channels, stride, False, None)
+    path = candidates[0]
+    state = read_state_dict(path)
+    if name == "vgg16":
+        load_torchvision_vgg16(module, state, str(path))
+    elif name == "resnet50":
+        _load_resnet50(module, state, str(path))
+    else:
+        module.load_state_dict(state)
+    return Backbone(module, name, channels, stride, True, str(path))

@@ -1,0 +1,60 @@
+"""Checkpoint files: our own format, and plain state dicts such as the papers' released snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+CHECKPOINT_FORMAT = "fsseg-bench-checkpoint/1"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Atomic: a crash mid-save never leaves a torn checkpoint behind."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
+    """-> (state_dict, our metadata or None for a plain state dict).
+
+    A DataParallel `module.` prefix (the PANet snapshots have one) is stripped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a state dict or an fsseg-bench checkpoint")
+    if raw.get("format") == CHECKPOINT_FORMAT:
+        return raw["state_dict"], raw
+    return {key.removeprefix("module."): value for key, value in raw.items()}, None
+
+
+def load_matching(module: torch.nn.Module, state: dict, source: str) -> None:
+    """Load a state dict that must cover every tensor of `module` with the same shapes."""
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    if missing:
+        raise InputError(f"{source}: checkpoint lacks {missing[0]!r} (and {len(missing) - 1} more); "
+                         f"keys here look like {next(iter(state), '<none>')!r}")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise InputError(f"{source}: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
+    module.load_state_dict({key: state[key] for key in expected})

@@ -1,0 +1,70 @@
+"""Segmentation metrics from per-episode counts.
+
+Per episode (one query), over pixels whose label is not 255: intersection and union of the
+foreground and of the background between prediction and label, plus predicted and true
+foreground pixels. Every metric is recomputed from these integers, so tables never rerun a model.
+
+- class-pooled mIoU (what papers report): per class, sum of foreground intersections / sum of
+  foreground unions over its episodes; then the mean over the fold's classes.
+- FB-IoU: mean of background and foreground IoU, each pooled over all episodes of the fold.
+- per-episode mean IoU: the mean of each episode's own foreground IoU. A different number
+  (small objects weigh as much as large ones), reported under its own name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+COUNT_COLUMNS = ("fg_intersection", "fg_union", "bg_intersection", "bg_union", "pred_fg", "true_fg")
+
+
+def episode_counts(prediction: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray,
+                   ignore_index: int = 255) -> np.ndarray:
+    """prediction [N,H,W] in {0,1}, label [N,H,W] in {0,1,ignore} -> int64 [N, 6] (COUNT_COLUMNS).
+
+    One bincount over (image, label, prediction) codes for the whole batch.
+    """
+    prediction = torch.as_tensor(prediction).long()
+    label = torch.as_tensor(label).long()
+    n = label.shape[0]
+    valid = label != ignore_index
+    image = torch.arange(n, device=label.device).view(n, *([1] * (label.dim() - 1))).expand_as(label)
+    codes = (image * 4 + label.clamp(0, 1) * 2 + prediction)[valid]
+    table = torch.bincount(codes.flatten(), minlength=4 * n).view(n, 4).cpu().numpy().astype(np.int64)
+    true_negative, false_positive, false_negative, true_positive = table.T
+    return np.stack([
+        true_positive,
+        true_positive + false_positive + false_negative,
+        true_negative,
+        true_negative + false_positive + false_negative,
+        true_positive + false_positive,
+        true_positive + false_negative,
+    ], axis=1)
+
+
+def _ratio(numerator, denominator) -> float:
+    return float(numerator) / float(denominator) if denominator > 0 else float("nan")
+
+
+def per_class_iou(class_ids: np.ndarray, fg_intersection: np.ndarray, fg_union: np.ndarray) -> dict[int, float]:
+    class_ids = np.asarray(class_ids)
+    return {int(c): _ratio(fg_intersection[class_ids == c].sum(), fg_union[class_ids == c].sum())
+            for c in np.unique(class_ids)}
+
+
+def class_pooled_miou(class_ids, fg_intersection, fg_union) -> float:
+    """Mean over classes of each class's pooled foreground IoU (the papers' mIoU)."""
+    per_class = per_class_iou(np.asarray(class_ids), np.asarray(fg_intersection), np.asarray(fg_union))
+    return float(np.mean(list(per_class.values())))
+
+
+def fb_iou(fg_intersection, fg_union, bg_intersection, bg_union) -> float:
+    return 0.5 * (_ratio(np.sum(fg_intersection), np.sum(fg_union)) + _ratio(np.sum(bg_intersection), np.sum(bg_union)))
+
+
+def episode_mean_iou(fg_intersection, fg_union) -> float:
+    """Mean of per-episode foreground IoU; episodes with an empty union (nothing to score) are skipped."""
+    fg_intersection, fg_union = np.asarray(fg_intersection, float), np.asarray(fg_union, float)
+    keep = fg_union > 0
+    return float(np.mean(fg_intersection[keep] / fg_union[keep])) if keep.any() else float("nan")

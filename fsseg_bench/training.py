@@ -1,0 +1,155 @@
+"""Episodic training on a fold's base classes, with checkpoints and exact resume.
+
+Episode i of a training run is drawn from its own generator seeded by (schedule seed, fold, shot,
+i), flips included, so a run resumed from a checkpoint at iteration n continues with exactly the
+episodes an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoints import file_sha256, save_checkpoint
+from .classes import fold_test_classes, fold_train_classes
+from .data.source import class_index, resolve_tree
+from .episodes import EpisodeSpec
+from .errors import InputError
+from .method import tensors_sha256
+from .preprocess import ImageLoader, build_episode
+from .protocol import Protocol
+from .registry import create_method, get_entry
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    iterations: int
+    resumed_from: int
+    seconds: float
+    episodes_per_second: float
+    first_losses: list[float]
+    last_losses: list[float]
+
+
+def checkpoint_dir(results_dir: Path, protocol: Protocol, method: str, fold: int, shot: int) -> Path:
+    return Path(results_dir) / "checkpoints" / protocol.name / method / f"fold{fold}-shot{shot}"
+
+
+def final_checkpoint(results_dir: Path, protocol: Protocol, method: str, fold: int, shot: int) -> Path:
+    return checkpoint_dir(results_dir, protocol, method, fold, shot) / "final.pt"
+
+
+def training_pools(protocol: Protocol, index, fold: int, shot: int) -> dict[int, list[str]]:
+    """Base-class image pools. Novel-class pixels of kept images are background in 1-way binary
+    masks anyway (PANet's relabelling); with `novel_in_training = "drop"` such images are dropped."""
+    novel = set(fold_test_classes(fold))
+    pools = {}
+    for class_id in fold_train_classes(fold):
+        pool = index.images_with(class_id, protocol.min_fg_pixels)
+        if protocol.novel_in_training == "drop":
+            pool = [i for i in pool if not novel & set(index.pixels[i])]
+        if len(pool) >= shot + 1:
+            pools[class_id] = pool
+    if not pools:
+        raise InputError(f"split {index.split!r}: no base class of fold {fold} has {shot + 1} images to train on")
+    return pools
+
+
+def training_episode(pools: dict[int, list[str]], seed: int, fold: int, shot: int, iteration: int,
+                     flip: bool) -> tuple[EpisodeSpec, tuple[bool, ...] | None]:
+    rng = np.random.default_rng([seed, fold, shot, iteration])
+    classes = sorted(pools)
+    class_id = classes[int(rng.integers(len(classes)))]
+    pool = pools[class_id]
+    picked = rng.choice(len(pool), size=shot + 1, replace=False)
+    flips = tuple(bool(f) for f in rng.random(shot + 1) < 0.5) if flip else None
+    return EpisodeSpec(iteration, class_id, (pool[picked[-1]],), tuple(pool[i] for i in picked[:-1])), flips
+
+
+def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_root=None,
+          results_dir: Path = Path("results"), method_options: dict | None = None,
+          iterations: int | None = None, device: str = "cpu", progress: bool = True,
+          stop_after: int | None = None) -> TrainResult:
+    """Train (or resume training) one method on one fold; returns the final checkpoint.
+
+    `stop_after` ends the process's work after that many iterations without writing final.pt
+    (used to test resuming).
+    """
+    entry = get_entry(method_name)
+    if not entry.trainable:
+        raise InputError(f"method {method_name!r} is not trainable")
+    schedule = protocol.training
+    total = iterations or schedule.episodes
+    options = {"backbone": protocol.backbone, **(method_options or {})}
+    method = create_method(method_name, **options).to(device)
+    tree = resolve_tree(protocol, data_root, results_dir)
+    pools = training_pools(protocol, class_index(tree, protocol.train_split, results_dir), fold, shot)
+    load = ImageLoader(tree, protocol)
+
+    optimizer = torch.optim.SGD(method.parameters(), lr=schedule.lr, momentum=schedule.momentum,
+                                weight_decay=schedule.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(schedule.lr_milestones),
+                                                     gamma=schedule.lr_gamma)
+    out_dir = checkpoint_dir(results_dir, protocol, method_name, fold, shot)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, final_path = out_dir / "last.pt", out_dir / "final.pt"
+    identity = {"method": method_name, "config": method.config, "protocol": protocol.name,
+                "protocol_sha256": protocol.file_sha256, "fold": fold, "shot": shot, "total_iterations": total}
+
+    start, losses = 0, []
+    if last_path.is_file():
+        saved = torch.load(last_path, map_location="cpu", weights_only=False)
+        if {k: saved.get(k) for k in identity} != identity:
+            raise InputError(f"{last_path}: an unfinished checkpoint of a different configuration; remove it or "
+                             f"pass another --results")
+        method.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start, losses = saved["iteration"], saved["losses"]
+
+    def payload(iteration: int) -> dict:
+        state = method.state_dict()
+        return {"harness_version": __version__, **identity,
+                "iteration": iteration, "state_dict": state, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "losses": losses, "pretrained": method.pretrained,
+                "state_sha256": tensors_sha256(state)}
+
+    method.train()
+    began = time.perf_counter()
+    end = total if stop_after is None else min(total, start + stop_after)
+    bar = tqdm(range(start, end), initial=start, total=total, disable=not progress,
+               desc=f"train {method_name} fold {fold} shot {shot}", unit="ep", dynamic_ncols=True)
+    for iteration in bar:
+        spec, flips = training_episode(pools, schedule.seed, fold, shot, iteration, schedule.flip)
+        episode, _ = build_episode(spec, load, protocol, flips)
+        values = method.training_losses(episode.to(device))
+        optimizer.zero_grad()
+        values["total"].backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(values["total"].item())
+        if (iteration + 1) % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        if (iteration + 1) % schedule.checkpoint_every == 0 and iteration + 1 < total:
+            save_checkpoint(last_path, payload(iteration + 1))
+    bar.close()
+    seconds = time.perf_counter() - began
+    done = end - start
+    if end < total:
+        save_checkpoint(last_path, payload(end))
+        return TrainResult(last_path, end, start, seconds, done / max(seconds, 1e-9), losses[:20], losses[-20:])
+    final = payload(total)
+    save_checkpoint(final_path, final)
+    (out_dir / "final.json").write_text(json.dumps(
+        {k: v for k, v in final.items() if k not in ("state_dict", "optimizer", "scheduler", "losses")}
+        | {"file_sha256": file_sha256(final_path), "seconds": seconds}, indent=1, default=str))
+    last_path.unlink(missing_ok=True)
+    return TrainResult(final_path, total, start, seconds, done / max(seconds, 1e-9), losses[:20], losses[-20:])
+
