@@ -126,6 +126,62 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _method_options(methods: list[str], pairs: list[str], weights: str | None) -> dict[str, tuple]:
+    """Per method, the --option pairs (and --weights) its factory accepts; an option no method takes is an error."""
+    from .registry import accepted_options
+
+    options = _parse_options(pairs)
+    if weights:
+        options["weights"] = weights
+    per_method = {m: tuple(sorted((k, v) for k, v in options.items() if k in accepted_options(m))) for m in methods}
+    for key in options:
+        if not any(key in accepted_options(m) for m in methods):
+            raise InputError(f"--option {key}: none of {', '.join(methods)} takes it")
+    return per_method
+
+
+def cmd_run(args) -> int:
+    from .protocol import load_protocol
+    from .registry import get_entry, load_methods
+    from .runner import execute, plan_runs
+
+    load_methods(args.plugin)
+    protocol = load_protocol(args.protocol)
+    for method in args.method:
+        get_entry(method)
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {args.device}: CUDA is not available on this machine")
+    checkpoints = {}
+    for pair in args.checkpoint:
+        method, sep, path = pair.partition("=")
+        if not sep or method not in args.method:
+            raise InputError(f"--checkpoint {pair!r}: expected METHOD=PATH with METHOD among --method")
+        if not Path(path).is_file():
+            raise InputError(f"--checkpoint {pair!r}: {path}: checkpoint not found")
+        checkpoints[method] = str(Path(path).resolve())
+    options = _method_options(args.method, args.option, args.weights)
+    requests = []
+    for method in args.method:
+        requests += plan_runs(
+            protocol, [method], results_dir=args.results, folds=args.fold, shots=args.shot, seeds=args.seed,
+            options=options[method], checkpoint=checkpoints.get(method),
+            data_root=str(args.data_root) if args.data_root else None, limit=args.limit, device=args.device,
+            plugins=tuple(str(Path(p).resolve()) for p in args.plugin), use_cache=not args.no_cache,
+            cache_mib=args.cache_mib, save_predictions=args.save_predictions, threads=args.threads)
+    outcomes = execute(requests, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                       quiet=args.quiet)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("complete", "skipped", "locked", "failed")}
+    print(f"{len(outcomes)} runs: {counts['complete']} completed, {counts['skipped']} already complete, "
+          f"{counts['locked']} skipped (being written by another process), {counts['failed']} failed; "
+          f"records under {args.results / 'runs' / protocol.name}")
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            print(f"FAILED: {outcome.message}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsseg-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fsseg-bench {__version__}")
@@ -165,6 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="run methods on a protocol; resumable, cached, parallel")
+    _add_data_args(p)
+    p.add_argument("--method", nargs="+", required=True)
+    p.add_argument("--fold", type=int, nargs="+", default=None)
+    p.add_argument("--shot", type=int, nargs="+", default=None)
+    p.add_argument("--seed", type=int, nargs="+", default=None)
+    p.add_argument("--checkpoint", action="append", default=[], help="METHOD=PATH (default: the latest from train)")
+    p.add_argument("--weights", default=None, help="backbone weights for methods that take them")
+    p.add_argument("--option", action="append", default=[], help="method option KEY=VALUE")
+    p.add_argument("--limit", type=int, default=None, help="first N episodes only (testing; marked in tables)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address, or 'local' for a LocalCluster")
+    p.add_argument("--cache-mib", type=float, default=512.0, help="feature cache cap per worker (MiB)")
+    p.add_argument("--no-cache", action="store_true", help="encode every image in every episode")
+    p.add_argument("--save-predictions", type=int, default=8, help="predicted masks saved per run")
+    p.add_argument("--plugin", action="append", default=[])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("prepare-sbd", help="build SegmentationClassAug and trainaug.txt from SBD")
     p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")

@@ -1,0 +1,69 @@
+"""The run matrix: one `RunRequest` per (method, fold, shot, seed), and the identity of a run.
+
+A run's directory name is derived from a hash of what determines its records (protocol bytes,
+episode list, method and full config, checkpoint bytes, limit), so identical runs land in the
+same place and anything that changes the records lands elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..protocol import Protocol
+
+RECORD_FORMAT = "fsseg-bench-records/1"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a worker needs to perform one run; plain values, so it pickles to any process."""
+
+    protocol_path: str
+    method: str
+    fold: int
+    shot: int
+    seed: int
+    results_dir: str
+    options: tuple[tuple[str, object], ...] = ()
+    checkpoint: str | None = None
+    data_root: str | None = None
+    limit: int | None = None
+    device: str = "cpu"
+    plugins: tuple[str, ...] = ()
+    use_cache: bool = True
+    cache_mib: float = 512.0
+    save_predictions: int = 8
+    threads: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} fold {self.fold} shot {self.shot} seed {self.seed}"
+
+
+def plan_runs(protocol: Protocol, methods: list[str], *, results_dir: str | Path, folds=None, shots=None,
+              seeds=None, **common) -> list[RunRequest]:
+    """The cross product, methods outermost (so one method's runs share a worker's cache)."""
+    folds = list(folds) if folds else list(protocol.folds)
+    shots = list(shots) if shots else list(protocol.shots)
+    seeds = list(seeds) if seeds else list(protocol.seeds)
+    return [RunRequest(protocol_path=protocol.path, method=m, fold=f, shot=k, seed=s, results_dir=str(results_dir), **common)
+            for m in methods for f in folds for k in shots for s in seeds]
+
+
+def run_identity(protocol: Protocol, episode_list_sha256: str, method: str, config: dict,
+                 checkpoint_sha256: str | None, fold: int, shot: int, seed: int, limit: int | None) -> dict:
+    return {"record_format": RECORD_FORMAT, "protocol": protocol.name, "protocol_sha256": protocol.file_sha256,
+            "episode_list_sha256": episode_list_sha256, "method": method, "method_config": config,
+            "checkpoint_sha256": checkpoint_sha256, "fold": fold, "shot": shot, "seed": seed, "limit": limit}
+
+
+def run_id(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_dir(results_dir: str | Path, identity: dict) -> Path:
+    name = f"fold{identity['fold']}-shot{identity['shot']}-seed{identity['seed']}-{run_id(identity)}"
+    return Path(results_dir) / "runs" / identity["protocol"] / identity["method"] / name
