@@ -21,6 +21,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tensors_sha256(state_dict: dict) -> str:
+    """sha256 over the names and bytes of a state dict's tensors, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Atomic: a crash mid-save never leaves a torn checkpoint behind."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -182,6 +182,15 @@ def cmd_run(args) -> int:
     return 1 if counts["failed"] else 0
 
 
+def cmd_bench(args) -> int:
+    from .runner.bench import bench
+
+    report = bench(method=args.method, backbone=args.backbone, uncached_episodes=args.uncached_episodes,
+                   threads=args.threads, data_root=args.data_root, results_dir=args.results)
+    print(report.table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsseg-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fsseg-bench {__version__}")
@@ -243,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="measure the runner on the synthetic protocol (cache, floor, memory)")
+    p.add_argument("--method", default="panet-init", help="a frozen-encoder method")
+    p.add_argument("--backbone", default="vgg16", help="vgg16 (PANet's encoder) or smallcnn")
+    p.add_argument("--uncached-episodes", type=int, default=40)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, as each runner worker)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--results", type=Path, default=None, help="scratch folder (default: a new temporary one)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("prepare-sbd", help="build SegmentationClassAug and trainaug.txt from SBD")
     p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")

@@ -51,5 +51,5 @@ def binary_mask(label: torch.Tensor, class_id: int, void_as_background: bool) ->
     """Class-index label [..,H,W] -> {0,1,255} int64 for one class; 255 kept unless void counts as background."""
     mask = (label == class_id).long()
     if not void_as_background:
-        mask[label == IGNORE] = IGNORE
+        mask.masked_fill_(label == IGNORE, IGNORE)
     return mask

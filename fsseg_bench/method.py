@@ -13,20 +13,9 @@ Optional, each switched on by a class attribute:
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from .episode import Episode
-
-
-def tensors_sha256(state_dict: dict) -> str:
-    """sha256 over the names and bytes of a state dict's tensors, in order."""
-    digest = hashlib.sha256()
-    for name, tensor in state_dict.items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class Method:
@@ -46,6 +35,14 @@ class Method:
             return self.predict_from_features(episode, self.encode_each(episode.support_images),
                                               self.encode_each(episode.query_images))
 
+    def predict_batch_from_features(self, episodes: list[Episode], support_features: torch.Tensor,
+                                    query_features: torch.Tensor) -> torch.Tensor:
+        """Several episodes of one shot count at once: support_features [B,S,C,h,w], query_features
+        [B,Q,C,h,w] -> scores [B,Q,2,H,W]. The runner calls this for frozen-encoder methods; the
+        default loops over `predict_from_features`, a method may vectorise it."""
+        return torch.stack([self.predict_from_features(e, s, q)
+                            for e, s, q in zip(episodes, support_features, query_features)])
+
     def encode_each(self, images: torch.Tensor) -> torch.Tensor:
         """Encode image by image, as the runner's feature cache does, so that both paths give
         bitwise-identical features (batched convolutions may round differently)."""
@@ -58,12 +55,6 @@ class Method:
     def predict_from_features(self, episode: Episode, support_features: torch.Tensor,
                               query_features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    def encoder_sha256(self) -> str:
-        """Identifies the encoder's weights, so cached features are never reused across weights."""
-        module = getattr(self, "encoder", None)
-        weights = module.state_dict() if isinstance(module, torch.nn.Module) else {}
-        return hashlib.sha256((type(self).__name__ + tensors_sha256(weights)).encode()).hexdigest()
 
     # -- housekeeping ----------------------------------------------------------------------------
     def to(self, device) -> "Method":

@@ -25,13 +25,12 @@ def episode_counts(prediction: torch.Tensor | np.ndarray, label: torch.Tensor | 
 
     One bincount over (image, label, prediction) codes for the whole batch.
     """
-    prediction = torch.as_tensor(prediction).long()
-    label = torch.as_tensor(label).long()
+    prediction = _as_numpy(prediction).reshape(len(prediction), -1)
+    label = _as_numpy(label).reshape(len(label), -1)
     n = label.shape[0]
     valid = label != ignore_index
-    image = torch.arange(n, device=label.device).view(n, *([1] * (label.dim() - 1))).expand_as(label)
-    codes = (image * 4 + label.clamp(0, 1) * 2 + prediction)[valid]
-    table = torch.bincount(codes.flatten(), minlength=4 * n).view(n, 4).cpu().numpy().astype(np.int64)
+    codes = np.arange(n)[:, None] * 4 + (label == 1) * 2 + (prediction == 1)
+    table = np.bincount(codes[valid], minlength=4 * n).reshape(n, 4).astype(np.int64)
     true_negative, false_positive, false_negative, true_positive = table.T
     return np.stack([
         true_positive,
@@ -41,6 +40,10 @@ def episode_counts(prediction: torch.Tensor | np.ndarray, label: torch.Tensor | 
         true_positive + false_positive,
         true_positive + false_negative,
     ], axis=1)
+
+
+def _as_numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
 
 
 def _ratio(numerator, denominator) -> float:

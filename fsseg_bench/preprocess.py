@@ -78,8 +78,10 @@ class ImageLoader:
 
 
 def build_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol,
-                  flips: tuple[bool, ...] | None = None) -> tuple[Episode, list[PreparedImage]]:
-    """Episode (with query masks) and the prepared query images (for scoring at original size).
+                  flips: tuple[bool, ...] | None = None,
+                  with_query_masks: bool = True) -> tuple[Episode, list[PreparedImage]]:
+    """Episode and the prepared query images (the runner scores from their labels, so it asks
+    for no query masks: a method never sees them anyway).
 
     `flips` (training only) mirrors support+query images horizontally, supports first.
     """
@@ -89,7 +91,7 @@ def build_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol,
 
     def stack(items, offset):
         images = torch.stack([p.image for p in items])
-        labels = torch.stack([p.label for p in items]).long()
+        labels = torch.stack([p.label for p in items])
         if flips is not None:
             for k in range(len(items)):
                 if flips[offset + k]:
@@ -104,7 +106,7 @@ def build_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol,
         support_images=support_images,
         support_masks=binary_mask(support_labels, spec.class_id, void_as_background),
         query_images=query_images,
-        query_masks=binary_mask(query_labels, spec.class_id, void_as_background=False),
+        query_masks=binary_mask(query_labels, spec.class_id, void_as_background=False) if with_query_masks else None,
         support_ids=spec.support,
         query_ids=spec.query,
     )

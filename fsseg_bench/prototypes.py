@@ -16,35 +16,40 @@ import torch.nn.functional as F
 
 MAP_EPS = 1e-5  # PANet's denominator guard
 COSINE_SCALE = 20.0
+COSINE_EPS = 1e-8
 
 
-@lru_cache(maxsize=64)
-def _interp_matrix_cpu(out_size: int, in_size: int) -> torch.Tensor:
-    # Column k is the 1-D bilinear upsampling of the k-th basis vector, computed by torch itself
-    # so that the matrix matches F.interpolate(mode="bilinear", align_corners=False) exactly.
+@lru_cache(maxsize=256)
+def interp_matrix(out_size: int, in_size: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """A [out, in] with A @ x == 1-D bilinear upsampling of x (align_corners=False).
+
+    Column k is the upsampling of the k-th basis vector, computed by torch itself so that the
+    matrix matches F.interpolate(mode="bilinear", align_corners=False) exactly. Cached per
+    (size, dtype, device): it is built once and reused by every episode.
+    """
     basis = torch.eye(in_size, dtype=torch.float64)[None, None]  # [1,1,in,in]: rows are positions
     upsampled = F.interpolate(basis, size=(out_size, in_size), mode="bilinear", align_corners=False)
-    return upsampled[0, 0]  # [out, in]
-
-
-def interp_matrix(out_size: int, in_size: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """A [out, in] with A @ x == 1-D bilinear upsampling of x (align_corners=False)."""
-    return _interp_matrix_cpu(out_size, in_size).to(dtype=dtype, device=device)
+    return upsampled[0, 0].to(dtype=dtype, device=device)
 
 
 def pooling_weights(masks: torch.Tensor, feature_size: tuple[int, int]) -> torch.Tensor:
-    """Uᵀm: the masks [N,H,W] pulled back to feature resolution [N,h,w] through the upsampling."""
+    """Uᵀm: masks [..., H, W] pulled back to feature resolution [..., h, w] through the upsampling."""
     height, width = masks.shape[-2:]
-    a_h = interp_matrix(height, feature_size[0], masks.dtype, masks.device)  # [H,h]
-    a_w = interp_matrix(width, feature_size[1], masks.dtype, masks.device)  # [W,w]
+    a_h = interp_matrix(height, int(feature_size[0]), masks.dtype, masks.device)  # [H,h]
+    a_w = interp_matrix(width, int(feature_size[1]), masks.dtype, masks.device)  # [W,w]
     return a_h.T @ masks @ a_w
 
 
 def masked_average_pool(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """PANet's getFeatures for a batch: features [N,C,h,w], masks [N,H,W] (0/1 float) -> [N,C]."""
-    weights = pooling_weights(masks.to(features.dtype), features.shape[-2:])
-    pooled = torch.einsum("nchw,nhw->nc", features, weights)
-    return pooled / (masks.to(features.dtype).sum(dim=(1, 2))[:, None] + MAP_EPS)
+    """PANet's getFeatures, batched: features [N,C,h,w], masks [..., N, H, W] (0/1) -> [..., N, C].
+
+    Leading mask dimensions pool the same features under several masks (e.g. background and
+    foreground) in one product.
+    """
+    masks = masks.to(features.dtype)
+    weights = pooling_weights(masks, features.shape[-2:])
+    pooled = torch.einsum("nchw,...nhw->...nc", features, weights)
+    return pooled / (masks.sum(dim=(-2, -1))[..., None] + MAP_EPS)
 
 
 def masked_average_pool_reference(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -55,9 +60,14 @@ def masked_average_pool_reference(features: torch.Tensor, masks: torch.Tensor) -
 
 
 def cosine_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float = COSINE_SCALE) -> torch.Tensor:
-    """Cosine similarity of every feature [N,C,h,w] with every prototype [P,C], times `scale` -> [N,P,h,w]."""
-    return torch.stack([F.cosine_similarity(features, p[None, :, None, None], dim=1) for p in prototypes],
-                       dim=1) * scale
+    """Cosine similarity of every feature [N,C,h,w] with every prototype [P,C], times `scale` -> [N,P,h,w].
+
+    A product of normalised vectors, as F.cosine_similarity computes it (norms clamped at 1e-8), in
+    one einsum rather than one call per prototype.
+    """
+    unit_prototypes = prototypes / prototypes.norm(dim=1, keepdim=True).clamp_min(COSINE_EPS)
+    feature_norm = features.norm(dim=1, keepdim=True).clamp_min(COSINE_EPS / scale)  # [N,1,h,w]
+    return torch.einsum("nchw,pc->nphw", features, unit_prototypes) / (feature_norm / scale)
 
 
 def upsample_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

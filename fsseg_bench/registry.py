@@ -86,6 +86,11 @@ def load_builtin_methods() -> None:
 
 
 def load_entry_points() -> None:
+    # Scanning installed distributions costs tens of ms: once per process (and path) is enough.
+    scan_key = f"entry-points-scanned:{len(sys.path)}:{hash(tuple(sys.path))}"
+    if scan_key in _LOADED_SOURCES:
+        return
+    _LOADED_SOURCES.add(scan_key)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"entry-point:{entry_point.value}"
         if key in _LOADED_SOURCES:

@@ -17,12 +17,11 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoints import file_sha256, save_checkpoint
+from .checkpoints import file_sha256, save_checkpoint, tensors_sha256
 from .classes import fold_test_classes, fold_train_classes
 from .data.source import class_index, resolve_tree
 from .episodes import EpisodeSpec
 from .errors import InputError
-from .method import tensors_sha256
 from .preprocess import ImageLoader, build_episode
 from .protocol import Protocol
 from .registry import create_method, get_entry

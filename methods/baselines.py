@@ -61,7 +61,13 @@ class LinearProbe(FrozenFeatureMethod):
     def predict_from_features(self, episode, support_features, query_features):
         labels = feature_labels(episode.support_masks, support_features.shape[-2:]).flatten()
         x = pixel_features(support_features)[labels != 255]
-        y = labels[labels != 255].float()
+        w = self._fit(x, labels[labels != 255].float())
+        q, _, h, wd = query_features.shape
+        logits = (pixel_features(query_features) @ w[:-1] + w[-1]).reshape(q, h, wd)
+        scores = torch.stack([torch.zeros_like(logits), logits], dim=1)
+        return upsample_scores(scores, episode.image_size)
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Class-balanced logistic regression, fitted by a fixed number of L-BFGS steps from zero:
         # deterministic, and small objects are not swamped by background.
         n_fg = y.sum().clamp(min=1)
@@ -79,11 +85,7 @@ class LinearProbe(FrozenFeatureMethod):
 
         with torch.enable_grad():
             optimizer.step(closure)
-        w = w.detach()
-        q, _, h, wd = query_features.shape
-        logits = (pixel_features(query_features) @ w[:-1] + w[-1]).reshape(q, h, wd)
-        scores = torch.stack([torch.zeros_like(logits), logits], dim=1)
-        return upsample_scores(scores, episode.image_size)
+        return w.detach()
 
 
 @register_method("knn", description="k-nearest-neighbour matching of query pixels to support pixels (cosine)")

@@ -18,7 +18,8 @@ from fsseg_bench.checkpoints import load_matching, read_checkpoint
 from fsseg_bench.episode import IGNORE, Episode
 from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
-from fsseg_bench.prototypes import COSINE_SCALE, cosine_scores, masked_average_pool, upsample_scores
+from fsseg_bench.prototypes import (COSINE_EPS, COSINE_SCALE, MAP_EPS, cosine_scores, masked_average_pool,
+                                    pooling_weights, upsample_scores)
 from fsseg_bench.registry import register_method
 
 def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:
@@ -27,10 +28,23 @@ def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor
     Foreground: mean over shots of each shot's masked average; background: the same over the
     background masks (then over ways, a no-op for one way). Pixels marked 255 are in neither.
     """
-    fg = masked_average_pool(support_features, (support_masks == 1).float())
-    bg = masked_average_pool(support_features, (support_masks == 0).float())
     shots = support_features.shape[0]
-    return torch.stack([sum(bg) / shots, sum(fg) / shots])
+    masks = torch.stack([support_masks == 0, support_masks == 1])  # [2, S, H, W]: background, foreground
+    pooled = masked_average_pool(support_features, masks)  # [2, S, C]
+    return pooled.sum(dim=1) / shots
+
+
+def panet_scores_batch(support_features, support_masks, query_features, scale=COSINE_SCALE) -> torch.Tensor:
+    """`panet_scores` for B episodes at once: [B,S,C,h,w], [B,S,H,W], [B,Q,C,h,w] -> [B,Q,2,h,w]."""
+    shots = support_features.shape[1]
+    masks = torch.stack([support_masks == 0, support_masks == 1], dim=1).to(support_features.dtype)  # [B,2,S,H,W]
+    weights = pooling_weights(masks, support_features.shape[-2:])  # [B,2,S,h,w]
+    pooled = torch.einsum("bschw,bkshw->bksc", support_features, weights)
+    pooled = pooled / (masks.sum(dim=(-2, -1))[..., None] + MAP_EPS)
+    prototypes = pooled.sum(dim=2) / shots  # [B,2,C]
+    unit = prototypes / prototypes.norm(dim=2, keepdim=True).clamp_min(COSINE_EPS)
+    norms = query_features.norm(dim=2, keepdim=True).clamp_min(COSINE_EPS / scale)  # [B,Q,1,h,w]
+    return torch.einsum("bqchw,bpc->bqphw", query_features, unit) / (norms / scale)
 
 
 def panet_scores(support_features, support_masks, query_features, scale=COSINE_SCALE) -> torch.Tensor:
@@ -87,6 +101,13 @@ class PANet(Method):
     def predict_from_features(self, episode, support_features, query_features):
         scores = panet_scores(support_features, episode.support_masks, query_features, self.scale)
         return upsample_scores(scores, episode.image_size)
+
+    def predict_batch_from_features(self, episodes, support_features, query_features):
+        masks = torch.stack([e.support_masks for e in episodes])
+        scores = panet_scores_batch(support_features, masks, query_features, self.scale)  # [B,Q,2,h,w]
+        b, q = scores.shape[:2]
+        upsampled = upsample_scores(scores.flatten(0, 1), episodes[0].image_size)
+        return upsampled.view(b, q, *upsampled.shape[1:])
 
     def training_losses(self, episode: Episode) -> dict[str, torch.Tensor]:
         shots = episode.shots

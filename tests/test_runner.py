@@ -239,3 +239,20 @@ def test_missing_checkpoint_for_a_trainable_method(synthetic_root, tmp_path, cap
                          "--seed", "1234", "--limit", "3", "--workers", "1"))
     assert code == 1
     assert "FAILED: panet fold 0 shot 1 seed 1234: no checkpoint for panet fold 0 shot 1 seed 1234" in capsys.readouterr().err
+
+
+def test_bench_reports_every_measure(synthetic_root, tmp_path):
+    from fsseg_bench.runner.bench import bench
+
+    report = bench(method="panet-init", backbone="smallcnn", uncached_episodes=4, data_root=synthetic_root,
+                   results_dir=tmp_path)
+    assert (report.episodes, report.runs, report.distinct_images) == (8000, 40, 240)
+    assert report.uncached_sample_episodes == 4 and report.floor_seconds > 0 and report.cached_seconds > 0
+    assert 0 < report.rss_quarter_mib <= report.peak_rss_mib
+    table = report.table()
+    for row in ("floor: encode each image once", "speed-up from the cache", "full cached run / floor", "peak RSS"):
+        assert row in table
+    # The cached run wrote complete records for every run of the protocol.
+    runs = list(tmp_path.glob("runs/synthetic5i/panet-init/*/run.json"))
+    full = [json.loads(p.read_text()) for p in runs if json.loads(p.read_text())["limit"] is None]
+    assert len(full) == 40 and all(r["status"] == "complete" and r["n_episodes"] == 200 for r in full)

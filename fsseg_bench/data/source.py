@@ -32,8 +32,15 @@ def cache_dir(results_dir: Path) -> Path:
     return Path(results_dir) / "cache"
 
 
+_INDEXES: dict[tuple[str, str, str], ClassIndex] = {}
+
+
 def class_index(tree: VocTree, split: str, results_dir: Path) -> ClassIndex:
-    return load_class_index(tree, split, cache_dir(results_dir))
+    """The split's class index; within one process it is checked against the files once."""
+    key = (str(tree.root), split, str(results_dir))
+    if key not in _INDEXES:
+        _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir))
+    return _INDEXES[key]
 
 
 def generated_episode_path(results_dir: Path, protocol: Protocol, fold: int, shot: int, seed: int) -> Path:
