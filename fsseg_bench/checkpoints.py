@@ -40,7 +40,8 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     """-> (state_dict, our metadata or None for a plain state dict).
 
-    A DataParallel `module.` prefix (the PANet snapshots have one) is stripped.
+    A DataParallel `module.` prefix (the PANet snapshots have one) is stripped. Everything loads
+    with `weights_only` (no code runs), our own files included.
     """
     path = Path(path)
     if not path.is_file():

@@ -191,6 +191,93 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _load_selected(results: Path, protocol_name: str, methods: list[str] | None = None):
+    from .protocol import load_protocol
+    from .results import find_runs, load_records, select_runs
+
+    protocol = load_protocol(protocol_name)
+    return load_records(select_runs(find_runs(results, protocol.name), methods))
+
+
+def cmd_table(args) -> int:
+    from .report.compare import compare_methods
+    from .report.summary import summarise
+    from .report.tables import ablation_table, csv_table, latex_table, markdown_table
+
+    methods = args.method or None
+    if args.ablation:
+        pair = args.ablation.split(",")
+        if len(pair) != 2 or not all(pair):
+            raise InputError(f"--ablation {args.ablation!r}: expected BASE,VARIANT (e.g. panet-noalign,panet)")
+        methods = pair
+    records = _load_selected(args.results, args.protocol, methods)
+    summary = summarise(records, resamples=args.resamples)
+    if args.ablation:
+        text = ablation_table(summary, pair[0], pair[1], compare_methods(records, pair[0], pair[1], resamples=args.resamples))
+    else:
+        text = {"markdown": markdown_table, "latex": latex_table}.get(args.format, lambda s, m=None: csv_table(s))(summary, methods)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .report.compare import compare_methods
+    from .report.tables import format_difference
+
+    records = _load_selected(args.results, args.protocol, [args.a, args.b])
+    results = compare_methods(records, args.a, args.b, args.metric, args.resamples)
+    print(f"{args.b} − {args.a}, {args.metric} in points: difference [95% paired-bootstrap interval] "
+          f"p (sign-flip permutation, {args.resamples} resamples)")
+    for shot, per_fold in results.items():
+        for fold, result in per_fold.items():
+            label = "mean of folds" if fold == "mean" else f"fold {fold}"
+            print(f"{shot}-shot {label:14s} {format_difference(result)}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .report import plots
+
+    records = _load_selected(args.results, args.protocol, args.method or None)
+    out = Path(args.out)
+    if args.kind == "per-class":
+        paths = plots.plot_per_class(records, out / f"per-class-{args.shot}shot", args.shot)
+    elif args.kind == "shots":
+        from .report.summary import summarise
+        paths = plots.plot_shots(summarise(records, metrics=("miou",), resamples=args.resamples), out / "shots")
+    elif args.kind == "episodes":
+        paths = plots.plot_episodes(records, out / f"episodes-{args.shot}shot", args.shot)
+    else:
+        import json
+        from .data.voc import locate_voc
+        data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
+        paths = plots.plot_qualitative(records, out / f"qualitative-{args.shot}shot", locate_voc(data_root), args.shot)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import demo
+
+    report = demo(out=args.out, quick=args.quick, workers=args.workers, quiet=args.quiet, results_dir=args.results)
+    print(report["table"])
+    print(report["ablation"])
+    for line in report["check"]:
+        print(line)
+    print(f"demo {'(quick) ' if report['quick'] else ''}finished in {report['wall_seconds']:.0f} s "
+          f"(train {report['train_seconds']:.0f} s, runs {report['run_seconds']:.0f} s, report {report['report_seconds']:.0f} s)")
+    print(f"files in {report['out']}: {', '.join(report['files'])}")
+    if not report["panet_beats_training_free"] and not report["quick"]:
+        print("FAILED: trained PANet does not beat every training-free baseline by more than the interval "
+              "half-width: the stand-in or the training measures nothing", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsseg-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fsseg-bench {__version__}")
@@ -261,6 +348,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--results", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("table", help="paper-style table (markdown, LaTeX, CSV) or an ablation")
+    p.add_argument("--protocol", default="synthetic5i")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--method", nargs="+", default=None, help="rows (default: every method with runs)")
+    p.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    p.add_argument("--ablation", default=None, help="BASE,VARIANT: the two rows and their paired differences")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (at least 1000 for a paper)")
+    p.add_argument("--out", default=None, help="also write the table to this file")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("compare", help="paired comparison of two methods on the same episodes")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--protocol", default="synthetic5i")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou"), default="miou")
+    p.add_argument("--resamples", type=int, default=1000)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="figures: per-class, shots, episodes, qualitative (PNG + PDF)")
+    p.add_argument("kind", choices=("per-class", "shots", "episodes", "qualitative"))
+    p.add_argument("--protocol", default="synthetic5i")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--method", nargs="+", default=None)
+    p.add_argument("--shot", type=int, default=1)
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--out", default="results/figures")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("demo", help="the main job on the synthetic stand-in: train, run everything, report")
+    p.add_argument("--quick", action="store_true", help="smoke test: short training, 2 seeds, 40 episodes")
+    p.add_argument("--out", type=Path, default=None, help="default: results/demo (results/demo-quick)")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="where the synthetic tree is cached")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("prepare-sbd", help="build SegmentationClassAug and trainaug.txt from SBD")
     p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")

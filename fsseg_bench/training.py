@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoints import file_sha256, save_checkpoint, tensors_sha256
+from .checkpoints import file_sha256, read_checkpoint, save_checkpoint, tensors_sha256
 from .classes import fold_test_classes, fold_train_classes
 from .data.source import class_index, resolve_tree
 from .episodes import EpisodeSpec
@@ -102,10 +102,15 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     identity = {"method": method_name, "config": method.config, "protocol": protocol.name,
                 "protocol_sha256": protocol.file_sha256, "fold": fold, "shot": shot, "total_iterations": total}
 
+    if final_path.is_file():
+        _, saved = read_checkpoint(final_path)
+        if saved is not None and {k: saved.get(k) for k in identity} == identity:
+            return TrainResult(final_path, total, total, 0.0, 0.0, saved["losses"][:20], saved["losses"][-20:])
+
     start, losses = 0, []
     if last_path.is_file():
-        saved = torch.load(last_path, map_location="cpu", weights_only=False)
-        if {k: saved.get(k) for k in identity} != identity:
+        _, saved = read_checkpoint(last_path)
+        if saved is None or {k: saved.get(k) for k in identity} != identity:
             raise InputError(f"{last_path}: an unfinished checkpoint of a different configuration; remove it or "
                              f"pass another --results")
         method.load_state_dict(saved["state_dict"])

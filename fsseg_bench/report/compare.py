@@ -1,0 +1,38 @@
+"""Paired comparison of two methods run on the same episode lists."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..errors import InputError
+from ..stats import DEFAULT_RESAMPLES, PairedComparison, paired_comparison_folds
+
+
+def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str = "miou",
+                    resamples: int = DEFAULT_RESAMPLES) -> dict[int, dict[object, PairedComparison]]:
+    """{shot: {fold: comparison, "mean": comparison}} of variant - base.
+
+    Refuses (one line) unless both methods have runs on exactly the same (fold, shot, seed) cells
+    and the same number of episodes in each; `results.select_runs` has already checked that their
+    episode lists have the same sha256.
+    """
+    a, b = records[records.method == base], records[records.method == variant]
+    for name, frame in ((base, a), (variant, b)):
+        if frame.empty:
+            raise InputError(f"method {name!r}: no complete runs to compare")
+    cells_a = a.groupby(["fold", "shot", "seed"]).size()
+    cells_b = b.groupby(["fold", "shot", "seed"]).size()
+    if not cells_a.index.equals(cells_b.index) or not (cells_a.values == cells_b.values).all():
+        only = sorted(set(cells_a.index) ^ set(cells_b.index)) or [c for c in cells_a.index if cells_a[c] != cells_b.get(c)]
+        fold, shot, seed = only[0]
+        raise InputError(f"{base} and {variant} were not run on the same episodes (first mismatch: fold {fold} "
+                         f"shot {shot} seed {seed}); rerun both with the same protocol, seeds and --limit")
+    results = {}
+    for shot in sorted(a["shot"].unique()):
+        a_folds = {f: g for f, g in a[a.shot == shot].groupby("fold")}
+        b_folds = {f: g for f, g in b[b.shot == shot].groupby("fold")}
+        per_fold = paired_comparison_folds(a_folds, b_folds, metric, resamples)
+        if len(a_folds) != 4:
+            per_fold.pop("mean")
+        results[int(shot)] = per_fold
+    return results

@@ -1,0 +1,196 @@
+"""Figures (matplotlib + seaborn), each saved as PNG and PDF at paper column width.
+
+One colour per method, the same in every figure: methods take colours from seaborn's
+colour-blind-safe palette in a fixed order (built-ins first), not in the order they are plotted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ..classes import class_name, fold_test_classes  # noqa: E402
+from ..stats import DEFAULT_BOOTSTRAP_SEED, percentile_interval  # noqa: E402
+
+COLUMN_WIDTH_IN = 3.4  # a two-column paper's column
+CANONICAL_ORDER = ("panet", "panet-noalign", "panet-init", "linear-probe", "knn", "support-copy", "all-foreground")
+PLOT_KINDS = ("per-class", "shots", "episodes", "qualitative")
+
+
+def method_colours(methods) -> dict[str, tuple]:
+    palette = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
+    ordered = list(CANONICAL_ORDER) + sorted(m for m in set(methods) if m not in CANONICAL_ORDER)
+    return {m: palette[ordered.index(m) % len(palette)] for m in methods}
+
+
+def _style():
+    sns.set_theme(context="paper", style="whitegrid", font_scale=0.8)
+    plt.rcParams.update({"pdf.fonttype": 42, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6,
+                         "xtick.labelsize": 6, "ytick.labelsize": 6})
+
+
+def _save(fig, out: Path) -> list[Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=200, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def class_ious(records: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
+    """Per (method, shot, class): IoU pooled over the class's episodes (mean over seeds) and a 95%
+    bootstrap interval (episodes resampled within seed)."""
+    rng = np.random.default_rng(DEFAULT_BOOTSTRAP_SEED)
+    rows = []
+    for (method, shot, class_id), group in records.groupby(["method", "shot", "class_id"], sort=True):
+        per_seed_i, per_seed_u = [], []
+        for _, seed_group in group.groupby("seed"):
+            inter, union = seed_group["fg_intersection"].to_numpy(float), seed_group["fg_union"].to_numpy(float)
+            picks = rng.integers(0, len(inter), size=(resamples, len(inter)))
+            per_seed_i.append((inter.sum(), inter[picks].sum(1)))
+            per_seed_u.append((union.sum(), union[picks].sum(1)))
+        value = np.mean([i / u for (i, _), (u, _) in zip(per_seed_i, per_seed_u)])
+        replicates = np.mean([ri / ru for (_, ri), (_, ru) in zip(per_seed_i, per_seed_u)], axis=0)
+        low, high = percentile_interval(replicates)
+        rows.append({"method": method, "shot": shot, "class_id": class_id, "iou": 100 * value,
+                     "low": 100 * low, "high": 100 * high})
+    return pd.DataFrame(rows)
+
+
+def plot_per_class(records: pd.DataFrame, out: Path, shot: int = 1, methods: list[str] | None = None) -> list[Path]:
+    """Grouped bars of per-class IoU with 95% whiskers; one panel per fold, class names on the axis."""
+    _style()
+    data = class_ious(records[records.shot == shot])
+    methods = methods or [m for m in CANONICAL_ORDER if m in set(data.method)] + sorted(set(data.method) - set(CANONICAL_ORDER))
+    colours = method_colours(methods)
+    folds = sorted(records["fold"].unique())
+    fig, axes = plt.subplots(len(folds), 1, figsize=(COLUMN_WIDTH_IN, 1.45 * len(folds) + 0.4), sharey=True, squeeze=False)
+    width = 0.8 / len(methods)
+    for ax, fold in zip(axes[:, 0], folds):
+        classes = fold_test_classes(int(fold))
+        for k, method in enumerate(methods):
+            rows = data[(data.method == method)].set_index("class_id").reindex(classes)
+            x = np.arange(len(classes)) + (k - (len(methods) - 1) / 2) * width
+            ax.bar(x, rows["iou"], width, color=colours[method], label=method, linewidth=0)
+            ax.errorbar(x, rows["iou"], yerr=[rows["iou"] - rows["low"], rows["high"] - rows["iou"]], fmt="none",
+                        ecolor="0.25", elinewidth=0.5, capsize=0)
+        ax.set_xticks(np.arange(len(classes)), [class_name(c) for c in classes])
+        ax.set_ylabel(f"fold {fold} IoU (%)")
+        ax.grid(axis="x", visible=False)
+    axes[0, 0].set_ylim(0, min(100, 10 * np.ceil(data["high"].max() / 10) + 5))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, 0.985),
+               frameon=False, handlelength=1, columnspacing=0.8)
+    fig.suptitle(f"Per-class IoU, {shot}-shot (bars: pooled IoU; whiskers: 95% bootstrap)", fontsize=7, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (1.45 * len(folds) + 0.4)))
+    return _save(fig, out)
+
+
+def plot_shots(summary: pd.DataFrame, out: Path, methods: list[str] | None = None) -> list[Path]:
+    """Mean mIoU at 1 and 5 shots per method, with 95% intervals."""
+    _style()
+    from .summary import primary
+
+    rows = primary(summary)
+    rows = rows[(rows.fold == "mean") & (rows.metric == "miou")]
+    methods = methods or [m for m in CANONICAL_ORDER if m in set(rows.method)] + sorted(set(rows.method) - set(CANONICAL_ORDER))
+    colours = method_colours(methods)
+    shots = sorted(rows["shot"].unique())
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    for k, method in enumerate(methods):
+        mine = rows[rows.method == method].set_index("shot").reindex(shots)
+        ax.errorbar(shots, mine["value"], yerr=[mine["value"] - mine["ci_low"], mine["ci_high"] - mine["value"]],
+                    color=colours[method], marker="o", markersize=3, linewidth=1, capsize=2, label=method)
+    ax.set_xticks(shots, [f"{s}-shot" for s in shots])
+    ax.set_xlim(min(shots) - 0.6, max(shots) + 0.6)
+    ax.set_ylabel("mIoU, mean of folds (%)")
+    ax.legend(ncol=2, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_episodes(records: pd.DataFrame, out: Path, shot: int = 1, methods: list[str] | None = None) -> list[Path]:
+    """Distribution of per-episode foreground IoU per method."""
+    _style()
+    data = records[(records.shot == shot) & (records.fg_union > 0)].copy()
+    data["episode IoU (%)"] = 100 * data["fg_intersection"] / data["fg_union"]
+    methods = methods or [m for m in CANONICAL_ORDER if m in set(data.method)] + sorted(set(data.method) - set(CANONICAL_ORDER))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+    sns.violinplot(data=data, y="method", x="episode IoU (%)", order=methods, hue="method", hue_order=methods,
+                   palette=method_colours(methods), cut=0, inner="quartile", linewidth=0.5, ax=ax, legend=False)
+    ax.set_xlim(0, 100)
+    ax.set_ylabel("")
+    ax.set_title(f"Per-episode IoU, {shot}-shot (lines: quartiles)")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
+    shown = image.astype(float) / 255 * 0.6 + 0.2  # washed out, so the fill stands out
+    fg = mask == 1
+    shown[fg] = 0.25 * shown[fg] + 0.75 * np.array(colour[:3])
+    return shown
+
+
+def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, episodes: int = 3,
+                     methods: list[str] | None = None) -> list[Path]:
+    """Support with its mask, query with its ground truth, and each method's saved prediction."""
+    from ..data.voc import read_pair
+
+    _style()
+    data = records[records.shot == shot]
+    methods = methods or [m for m in CANONICAL_ORDER if m in set(data.method)] + sorted(set(data.method) - set(CANONICAL_ORDER))
+    colours = method_colours(methods)
+    # Episodes whose prediction every method saved, from one (fold, seed).
+    saved = []
+    for (fold, seed), group in data.groupby(["fold", "seed"]):
+        dirs = {m: Path(g["run_dir"].iloc[0]) / "predictions" for m, g in group.groupby("method")}
+        common = set.intersection(*[{int(p.stem) for p in d.glob("*.png")} for d in dirs.values()]) if dirs else set()
+        for index in sorted(common):
+            saved.append((fold, seed, index, dirs))
+        if len(saved) >= episodes:
+            break
+    saved = saved[:episodes]
+    n_cols = 2 + len(methods)
+    panel = 2 * COLUMN_WIDTH_IN / n_cols
+    fig, axes = plt.subplots(max(1, len(saved)), n_cols, figsize=(2 * COLUMN_WIDTH_IN, panel * 1.2 * max(1, len(saved))),
+                             squeeze=False)
+    for row, (fold, seed, index, dirs) in enumerate(saved):
+        record = data[(data.fold == fold) & (data.seed == seed) & (data["index"] == index)].iloc[0]
+        class_id = int(record["class_id"])
+        support_image, support_label = read_pair(tree, record["support"][0])
+        query_image, query_label = read_pair(tree, record["query"][0])
+        truth = _binary(query_label, class_id)
+        # (title, image, filled mask or None, fill colour, outlined mask)
+        panels = [("support", support_image, None, None, _binary(support_label, class_id)),
+                  ("query + truth", query_image, None, None, truth)]
+        for method in methods:
+            prediction = np.array(Image.open(dirs[method] / f"{index:05d}.png"))
+            resized = np.array(Image.fromarray(prediction).resize(query_image.shape[1::-1], Image.NEAREST))
+            panels.append((method, query_image, resized, colours[method], truth))
+        for ax, (title, image, filled, colour, outlined) in zip(axes[row], panels):
+            ax.imshow(_overlay(image, filled, colour) if filled is not None else image)
+            ax.contour(outlined == 1, levels=[0.5], colors=["white"], linewidths=0.7)
+            ax.contour(outlined == 1, levels=[0.5], colors=["black"], linewidths=0.7, linestyles="dotted")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title if row == 0 else "", fontsize=6)
+        axes[row, 0].set_ylabel(f"{class_name(class_id)}\nfold {fold} ep {index}", fontsize=6)
+    fig.suptitle("outline: support mask / query ground truth; fill: each method's prediction", fontsize=6)
+    fig.tight_layout(pad=0.3)
+    return _save(fig, out)
+
+
+def _binary(label: np.ndarray, class_id: int) -> np.ndarray:
+    mask = (label == class_id).astype(np.uint8)
+    mask[label == 255] = 255
+    return mask
