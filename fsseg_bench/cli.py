@@ -266,6 +266,8 @@ def cmd_demo(args) -> int:
     report = demo(out=args.out, quick=args.quick, workers=args.workers, quiet=args.quiet, results_dir=args.results)
     print(report["table"])
     print(report["ablation"])
+    if report["quick"]:
+        print("PANet vs training-free baselines at 1 shot (informative only with --quick: 2 seeds, 40 episodes):")
     for line in report["check"]:
         print(line)
     print(f"demo {'(quick) ' if report['quick'] else ''}finished in {report['wall_seconds']:.0f} s "

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data.source import resolve_tree, synthetic_default_root
+from .data.source import resolve_tree
 from .protocol import load_protocol
 from .registry import list_methods
 
@@ -96,10 +96,9 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     protocol = load_protocol("synthetic5i")
-    data_root = synthetic_default_root(results_dir)
-    tree = resolve_tree(protocol, data_root, out)
+    tree = resolve_tree(protocol, None, results_dir)  # writes the default synthetic tree once
 
-    train_all(protocol, data_root, out, choice.train_iterations, workers, quiet)
+    train_all(protocol, tree.root, out, choice.train_iterations, workers, quiet)
     trained_at = time.perf_counter()
 
     methods = [e.name for e in list_methods() if e.origin.startswith("built-in")]

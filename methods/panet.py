@@ -18,8 +18,8 @@ from fsseg_bench.checkpoints import load_matching, read_checkpoint
 from fsseg_bench.episode import IGNORE, Episode
 from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
-from fsseg_bench.prototypes import (COSINE_EPS, COSINE_SCALE, MAP_EPS, cosine_scores, masked_average_pool,
-                                    pooling_weights, upsample_scores)
+from fsseg_bench.prototypes import (COSINE_EPS, COSINE_SCALE, MAP_EPS, channel_norm, cosine_scores,
+                                    masked_average_pool, pooling_weights, upsample_scores)
 from fsseg_bench.registry import register_method
 
 def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:
@@ -42,8 +42,8 @@ def panet_scores_batch(support_features, support_masks, query_features, scale=CO
     pooled = torch.einsum("bschw,bkshw->bksc", support_features, weights)
     pooled = pooled / (masks.sum(dim=(-2, -1))[..., None] + MAP_EPS)
     prototypes = pooled.sum(dim=2) / shots  # [B,2,C]
-    unit = prototypes / prototypes.norm(dim=2, keepdim=True).clamp_min(COSINE_EPS)
-    norms = query_features.norm(dim=2, keepdim=True).clamp_min(COSINE_EPS / scale)  # [B,Q,1,h,w]
+    unit = prototypes / channel_norm(prototypes, 2).clamp_min(COSINE_EPS)
+    norms = channel_norm(query_features, 2).clamp_min(COSINE_EPS)  # [B,Q,1,h,w]
     return torch.einsum("bqchw,bpc->bqphw", query_features, unit) / (norms / scale)
 
 

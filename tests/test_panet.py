@@ -213,3 +213,36 @@ def test_vgg16_encoder_geometry():
     with torch.no_grad():
         features = method.encode(torch.zeros(1, 3, 65, 81))
     assert features.shape == (1, 512, 9, 11)  # output stride 8 (ceil through the padded pools)
+
+
+def test_resnet50_backbone_layers_2_and_3_and_weight_loading(tmp_path):
+    import timm
+
+    from fsseg_bench.backbones import build_backbone
+
+    random_init = build_backbone("resnet50")
+    assert random_init.pretrained is False and (random_init.channels, random_init.stride) == (1536, 8)
+    with torch.no_grad():
+        features = random_init.module.eval()(torch.zeros(1, 3, 64, 80))
+    assert features.shape == (1, 1536, 8, 10)
+    # A full ResNet-50 state dict (torchvision/timm key layout, fc included) initialises it.
+    reference = timm.create_model("resnet50", pretrained=False).state_dict()
+    torch.save(reference, tmp_path / "resnet50-test.pth")
+    loaded = build_backbone("resnet50", weights=tmp_path / "resnet50-test.pth")
+    assert loaded.pretrained is True
+    ours = loaded.module.body.state_dict()
+    assert torch.equal(ours["layer3.5.conv3.weight"], reference["layer3.5.conv3.weight"])
+    assert torch.equal(ours["conv1.weight"], reference["conv1.weight"])
+    assert not any(key.startswith(("layer4", "fc")) for key in ours)
+
+
+def test_bad_weights_file_is_one_line_error(tmp_path):
+    from fsseg_bench.backbones import build_backbone
+    from fsseg_bench.errors import InputError
+
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="junk.pth: unreadable weights file"):
+        build_backbone("vgg16", weights=tmp_path / "junk.pth")
+    torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "small.pth")
+    with pytest.raises(InputError, match="expected at least 26 VGG16 conv tensors"):
+        build_backbone("vgg16", weights=tmp_path / "small.pth")

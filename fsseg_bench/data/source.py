@@ -18,8 +18,9 @@ def synthetic_default_root(results_dir: Path) -> Path:
 
 
 def resolve_tree(protocol: Protocol, data_root: str | Path | None, results_dir: Path) -> VocTree:
-    """`--data-root`, else $FSSEG_BENCH_DATA; for `synthetic5i` the default tree is generated once."""
-    root = Path(data_root) if data_root else default_data_root()
+    """`--data-root`, else $FSSEG_BENCH_DATA (real data only); for `synthetic5i` the default tree is
+    generated once."""
+    root = Path(data_root) if data_root else (default_data_root() if protocol.dataset != "synthetic5i" else None)
     if root is None:
         if protocol.dataset != "synthetic5i":
             raise InputError(f"protocol {protocol.name!r} reads PASCAL VOC: pass --data-root DIR or set {DATA_ENV_VAR}")

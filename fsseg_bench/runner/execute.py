@@ -31,7 +31,7 @@ from .store import (RunLocked, RecordWriter, acquire_lock, read_records, read_ru
 
 Progress = Callable[[str, str, int], None]  # (event, run label, number)
 # Episodes predicted together: batched ops amortise per-call overhead; a crash loses at most this many.
-PREDICT_CHUNK = 64
+PREDICT_CHUNK = 16
 
 
 @dataclass(frozen=True)

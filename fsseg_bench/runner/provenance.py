@@ -27,10 +27,15 @@ def git_state() -> dict:
 
 @lru_cache(maxsize=1)
 def software() -> dict:
-    import numpy
-    import timm
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"harness_version": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "timm": timm.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
+    def installed(name: str) -> str | None:
+        # The installed distribution's version, without importing the package (timm takes a second).
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"harness_version": __version__, "python": platform.python_version(), "torch": installed("torch"),
+            "timm": installed("timm"), "numpy": installed("numpy"), "platform": platform.platform(),
             "git": git_state()}
