@@ -37,9 +37,6 @@ class Episode:
     def image_size(self) -> tuple[int, int]:
         return tuple(self.query_images.shape[-2:])
 
-    def without_query_masks(self) -> "Episode":
-        return dataclasses.replace(self, query_masks=None)
-
     def to(self, device: torch.device | str) -> "Episode":
         move = (lambda t: None if t is None else t.to(device))
         return dataclasses.replace(

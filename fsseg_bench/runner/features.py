@@ -19,11 +19,3 @@ class FeatureCache:
 
     def features(self, encoder_key: tuple, image_id: str, encode: Callable[[], torch.Tensor]) -> torch.Tensor:
         return self.lru.get_or_compute((encoder_key, image_id), encode)
-
-    @property
-    def hits(self) -> int:
-        return self.lru.hits
-
-    @property
-    def misses(self) -> int:
-        return self.lru.misses
