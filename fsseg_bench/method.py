@@ -7,6 +7,10 @@ Optional, each switched on by a class attribute:
 - `frozen_encoder = True`: at test time the method is `encode(images) -> features` applied per
   image, then `predict_from_features(episode, support_features, query_features)`. The runner then
   encodes each image once and caches the features across episodes, shots, seeds and folds.
+- `support_statistics = True` (with a frozen encoder): what a support contributes depends only on
+  its own features and mask, `support_statistic(features [1,C,h,w], mask [H,W]) -> Tensor`, and
+  the prediction on those, `predict_from_statistics(episodes, statistics [B,S,...], query_features
+  [B,Q,C,h,w])`. The runner then caches each (image, class) statistic too (prototype methods).
 - `trainable = True`: `training_losses(episode) -> {"total": loss, ...}`, `parameters()`,
   `state_dict()`, `load_state_dict()`, `load_checkpoint(path)`, `train()`/`eval()`.
 """
@@ -21,6 +25,7 @@ from .episode import Episode
 class Method:
     trainable: bool = False
     frozen_encoder: bool = False
+    support_statistics: bool = False
     #: True when the encoder started from pretrained weights; None when the method has no encoder.
     pretrained: bool | None = None
 

@@ -34,17 +34,25 @@ def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor
     return pooled.sum(dim=1) / shots
 
 
-def panet_scores_batch(support_features, support_masks, query_features, scale=COSINE_SCALE) -> torch.Tensor:
-    """`panet_scores` for B episodes at once: [B,S,C,h,w], [B,S,H,W], [B,Q,C,h,w] -> [B,Q,2,h,w]."""
-    shots = support_features.shape[1]
-    masks = torch.stack([support_masks == 0, support_masks == 1], dim=1).to(support_features.dtype)  # [B,2,S,H,W]
-    weights = pooling_weights(masks, support_features.shape[-2:])  # [B,2,S,h,w]
-    pooled = torch.einsum("bschw,bkshw->bksc", support_features, weights)
-    pooled = pooled / (masks.sum(dim=(-2, -1))[..., None] + MAP_EPS)
-    prototypes = pooled.sum(dim=2) / shots  # [B,2,C]
+def support_pooling(support_features: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:
+    """Each shot's background and foreground masked average, [..., S, C, h, w] & [..., S, H, W] -> [..., S, 2, C]."""
+    masks = torch.stack([support_masks == 0, support_masks == 1], dim=-3).to(support_features.dtype)  # [...,S,2,H,W]
+    weights = pooling_weights(masks, support_features.shape[-2:])  # [...,S,2,h,w]
+    pooled = torch.einsum("...chw,...khw->...kc", support_features, weights)
+    return pooled / (masks.sum(dim=(-2, -1))[..., None] + MAP_EPS)
+
+
+def scores_from_pooled(pooled: torch.Tensor, query_features: torch.Tensor, scale=COSINE_SCALE) -> torch.Tensor:
+    """Per-shot pools [B,S,2,C] -> prototypes (mean over shots) -> cosine scores [B,Q,2,h,w]."""
+    prototypes = pooled.sum(dim=1) / pooled.shape[1]  # [B,2,C]
     unit = prototypes / channel_norm(prototypes, 2).clamp_min(COSINE_EPS)
     norms = channel_norm(query_features, 2).clamp_min(COSINE_EPS)  # [B,Q,1,h,w]
     return torch.einsum("bqchw,bpc->bqphw", query_features, unit) / (norms / scale)
+
+
+def panet_scores_batch(support_features, support_masks, query_features, scale=COSINE_SCALE) -> torch.Tensor:
+    """`panet_scores` for B episodes at once: [B,S,C,h,w], [B,S,H,W], [B,Q,C,h,w] -> [B,Q,2,h,w]."""
+    return scores_from_pooled(support_pooling(support_features, support_masks), query_features, scale)
 
 
 def panet_scores(support_features, support_masks, query_features, scale=COSINE_SCALE) -> torch.Tensor:
@@ -79,6 +87,7 @@ class PANet(Method):
 
     trainable = True
     frozen_encoder = True
+    support_statistics = True  # a shot's contribution is its (bg, fg) masked average: cacheable per (image, class)
 
     def __init__(self, align: bool = True, backbone: str = "vgg16", weights: str | None = None,
                  align_weight: float = 1.0, scale: float = COSINE_SCALE, seed: int = 0):
@@ -105,8 +114,19 @@ class PANet(Method):
     def predict_batch_from_features(self, episodes, support_features, query_features):
         masks = torch.stack([e.support_masks for e in episodes])
         scores = panet_scores_batch(support_features, masks, query_features, self.scale)  # [B,Q,2,h,w]
+        return self._upsample_batch(scores, episodes[0].image_size)
+
+    def support_statistic(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return support_pooling(features, mask[None])[0]  # [2, C]
+
+    def predict_from_statistics(self, episodes, statistics, query_features):
+        scores = scores_from_pooled(statistics, query_features, self.scale)
+        return self._upsample_batch(scores, episodes[0].image_size)
+
+    @staticmethod
+    def _upsample_batch(scores: torch.Tensor, size) -> torch.Tensor:
         b, q = scores.shape[:2]
-        upsampled = upsample_scores(scores.flatten(0, 1), episodes[0].image_size)
+        upsampled = upsample_scores(scores.flatten(0, 1), size)
         return upsampled.view(b, q, *upsampled.shape[1:])
 
     def training_losses(self, episode: Episode) -> dict[str, torch.Tensor]:

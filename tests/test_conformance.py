@@ -71,3 +71,21 @@ def test_frozen_encoder_path_equals_predict():
                 episode, torch.cat([method.encode(x[None]) for x in episode.support_images]),
                 torch.cat([method.encode(x[None]) for x in episode.query_images]))
         assert torch.equal(direct, cached), name
+
+
+def test_support_statistics_path_equals_predict():
+    episode = tiny_episode(shots=3, queries=2)
+    checked = 0
+    for name in BUILTIN:
+        method = build(name)
+        if not method.support_statistics:
+            continue
+        with torch.no_grad():
+            direct = method.predict(episode)
+            stats = torch.stack([method.support_statistic(method.encode(x[None]), m)
+                                 for x, m in zip(episode.support_images, episode.support_masks)])
+            query = torch.cat([method.encode(x[None]) for x in episode.query_images])
+            via_stats = method.predict_from_statistics([episode], stats[None], query[None])[0]
+        assert torch.allclose(direct, via_stats, atol=1e-5), name
+        checked += 1
+    assert checked >= 3  # panet, panet-noalign, panet-init

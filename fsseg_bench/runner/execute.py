@@ -219,6 +219,12 @@ def _perform(request, protocol, tree, episodes, list_path, identity, directory, 
         compute = lambda: method.encode(image[None].to(request.device))
         return cache.features(encoder_key, image_id, compute) if cache is not None else compute()
 
+    statistic_key = (*encoder_key, "support-statistic", protocol.support_ignore)
+
+    def statistic(image_id: str, class_id: int, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        compute = lambda: method.support_statistic(encoded(image_id, image), mask)
+        return cache.features((*statistic_key, class_id), image_id, compute) if cache is not None else compute()
+
     remaining = episodes[len(done):]
     try:
         for start in range(0, len(remaining), PREDICT_CHUNK):
@@ -230,14 +236,21 @@ def _perform(request, protocol, tree, episodes, list_path, identity, directory, 
                 if method.frozen_encoder:
                     # Every image is encoded alone (cached or not), then the chunk is predicted at
                     # once: the cached and uncached paths compute bitwise-identical scores.
-                    # One copy per chunk into [B, S, C, h, w]: features are large (VGG16: 128 KB an image).
-                    support = torch.cat([encoded(i, x) for spec, e in zip(chunk, visible)
-                                         for i, x in zip(spec.support, e.support_images)])
                     query = torch.cat([encoded(i, x) for spec, e in zip(chunk, visible)
                                        for i, x in zip(spec.query, e.query_images)])
-                    all_scores = method.predict_batch_from_features(
-                        visible, support.view(len(chunk), -1, *support.shape[1:]),
-                        query.view(len(chunk), -1, *query.shape[1:]))
+                    query = query.view(len(chunk), -1, *query.shape[1:])
+                    if method.support_statistics:
+                        # Supports enter as their cached per-(image, class) statistics.
+                        stats = torch.stack([statistic(i, spec.class_id, x, m) for spec, e in zip(chunk, visible)
+                                             for i, x, m in zip(spec.support, e.support_images, e.support_masks)])
+                        all_scores = method.predict_from_statistics(
+                            visible, stats.view(len(chunk), -1, *stats.shape[1:]), query)
+                    else:
+                        # One copy per chunk into [B, S, C, h, w] (VGG16 features: 128 KB an image).
+                        support = torch.cat([encoded(i, x) for spec, e in zip(chunk, visible)
+                                             for i, x in zip(spec.support, e.support_images)])
+                        all_scores = method.predict_batch_from_features(
+                            visible, support.view(len(chunk), -1, *support.shape[1:]), query)
                 else:
                     all_scores = [method.predict(e) for e in visible]
             seconds = round((time.perf_counter() - tick) / len(chunk), 6)
