@@ -19,7 +19,7 @@ from fsseg_bench.episode import IGNORE, Episode
 from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
 from fsseg_bench.prototypes import (COSINE_EPS, COSINE_SCALE, MAP_EPS, channel_norm, cosine_scores,
-                                    masked_average_pool, pooling_weights, upsample_scores)
+                                    pooling_weights, upsample_scores)
 from fsseg_bench.registry import register_method
 
 def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:
@@ -28,10 +28,7 @@ def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor
     Foreground: mean over shots of each shot's masked average; background: the same over the
     background masks (then over ways, a no-op for one way). Pixels marked 255 are in neither.
     """
-    shots = support_features.shape[0]
-    masks = torch.stack([support_masks == 0, support_masks == 1])  # [2, S, H, W]: background, foreground
-    pooled = masked_average_pool(support_features, masks)  # [2, S, C]
-    return pooled.sum(dim=1) / shots
+    return support_pooling(support_features, support_masks).sum(dim=0) / support_features.shape[0]
 
 
 def support_pooling(support_features: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:

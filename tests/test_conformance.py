@@ -67,9 +67,8 @@ def test_frozen_encoder_path_equals_predict():
             continue
         with torch.no_grad():
             direct = method.predict(episode)
-            cached = method.predict_from_features(
-                episode, torch.cat([method.encode(x[None]) for x in episode.support_images]),
-                torch.cat([method.encode(x[None]) for x in episode.query_images]))
+            cached = method.predict_from_features(episode, method.encode_each(episode.support_images),
+                                                  method.encode_each(episode.query_images))
         assert torch.equal(direct, cached), name
 
 
@@ -82,9 +81,9 @@ def test_support_statistics_path_equals_predict():
             continue
         with torch.no_grad():
             direct = method.predict(episode)
-            stats = torch.stack([method.support_statistic(method.encode(x[None]), m)
-                                 for x, m in zip(episode.support_images, episode.support_masks)])
-            query = torch.cat([method.encode(x[None]) for x in episode.query_images])
+            features = method.encode_each(episode.support_images)
+            stats = torch.stack([method.support_statistic(f[None], m) for f, m in zip(features, episode.support_masks)])
+            query = method.encode_each(episode.query_images)
             via_stats = method.predict_from_statistics([episode], stats[None], query[None])[0]
         assert torch.allclose(direct, via_stats, atol=1e-5), name
         checked += 1
