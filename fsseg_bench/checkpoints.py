@@ -68,3 +68,54 @@ def load_matching(module: torch.nn.Module, state: dict, source: str) -> None:
         if state[key].shape != tensor.shape:
             raise InputError(f"{source}: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
     module.load_state_dict({key: state[key] for key in expected})
+
+
+# --- provenance: which run a checkpoint may serve ---------------------------------------------
+
+PROVENANCE_KEYS = ("method", "protocol", "protocol_sha256", "dataset", "fold", "shot", "total_iterations", "config")
+
+
+def checkpoint_provenance(path: str | Path) -> dict:
+    """What a checkpoint says about how it was trained, plus its path and sha256.
+
+    `kind` is "fsseg-bench" for our own files (trained by `fsseg-bench train`) and "external" for
+    plain state dicts such as the papers' released snapshots, which carry no provenance.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    provenance = {"path": str(path.resolve()), "sha256": file_sha256(path)}
+    if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
+        return {**provenance, "kind": "fsseg-bench", **{key: raw.get(key) for key in PROVENANCE_KEYS}}
+    return {**provenance, "kind": "external"}
+
+
+def check_checkpoint(provenance: dict, method: str, protocol, fold: int, shot: int,
+                     allow_other_shot: bool = False) -> str | None:
+    """Refuse a checkpoint that cannot serve this run; return a warning for one without provenance.
+
+    A model trained on another fold has seen this fold's test classes; one trained for another
+    method is another method; one trained at another shot is used only when asked for, and the
+    run records it. Another protocol is accepted when it reads the same dataset (same folds).
+    """
+    where = f"{provenance['path']}"
+    if provenance["kind"] == "external":
+        return (f"checkpoint {where} carries no provenance (a plain state dict, e.g. a paper's released "
+                f"snapshot): its fold and shot cannot be checked; recorded as external")
+    if provenance.get("method") != method:
+        raise InputError(f"checkpoint {where} was trained for method {provenance.get('method')!r}, not {method!r}")
+    if provenance.get("fold") != fold:
+        raise InputError(f"checkpoint {where} was trained on fold {provenance.get('fold')}, whose base classes "
+                         f"include fold {fold}'s test classes; expected a fold-{fold} checkpoint")
+    same_protocol = provenance.get("protocol") == protocol.name
+    if not same_protocol and provenance.get("dataset") != protocol.dataset:
+        raise InputError(f"checkpoint {where} was trained under protocol {provenance.get('protocol')!r} "
+                         f"(dataset {provenance.get('dataset')!r}); this run reads dataset {protocol.dataset!r}")
+    if provenance.get("shot") != shot and not allow_other_shot:
+        raise InputError(f"checkpoint {where} was trained at {provenance.get('shot')} shot(s), this run is "
+                         f"{shot}-shot; pass --allow-other-shot to use it anyway (recorded and marked in tables)")
+    return None

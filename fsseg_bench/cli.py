@@ -140,15 +140,29 @@ def _method_options(methods: list[str], pairs: list[str], weights: str | None) -
     return per_method
 
 
+def _positive(flag: str, value, minimum=1) -> None:
+    if value is not None and value < minimum:
+        raise InputError(f"{flag} {value}: expected a number >= {minimum}")
+
+
 def cmd_run(args) -> int:
+    import os
+
     from .protocol import load_protocol
     from .registry import get_entry, load_methods
     from .runner import execute, plan_runs
+    from .runner.executors import Interrupted, summary_line
 
     load_methods(args.plugin)
     protocol = load_protocol(args.protocol)
     for method in args.method:
         get_entry(method)
+    _positive("--workers", args.workers)
+    _positive("--threads", args.threads)
+    if args.timeout_per_episode is not None and not args.timeout_per_episode > 0:
+        raise InputError(f"--timeout-per-episode {args.timeout_per_episode}: expected a positive number of seconds")
+    if args.timeout_per_episode is not None and args.executor == "dask":
+        raise InputError("--timeout-per-episode: supported by the local executor only (dask restarts its own workers)")
     if args.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
@@ -161,25 +175,30 @@ def cmd_run(args) -> int:
         if not Path(path).is_file():
             raise InputError(f"--checkpoint {pair!r}: {path}: checkpoint not found")
         checkpoints[method] = str(Path(path).resolve())
+    if args.label is not None and len(args.method) != 1:
+        raise InputError(f"--label {args.label!r}: names one configuration, so give one --method")
     options = _method_options(args.method, args.option, args.weights)
     requests = []
     for method in args.method:
         requests += plan_runs(
             protocol, [method], results_dir=args.results, folds=args.fold, shots=args.shot, seeds=args.seed,
             options=options[method], checkpoint=checkpoints.get(method),
-            data_root=str(args.data_root) if args.data_root else None, limit=args.limit, device=args.device,
-            plugins=tuple(str(Path(p).resolve()) for p in args.plugin), use_cache=not args.no_cache,
-            cache_mib=args.cache_mib, save_predictions=args.save_predictions, threads=args.threads)
-    outcomes = execute(requests, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                       quiet=args.quiet)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("complete", "skipped", "locked", "failed")}
-    print(f"{len(outcomes)} runs: {counts['complete']} completed, {counts['skipped']} already complete, "
-          f"{counts['locked']} skipped (being written by another process), {counts['failed']} failed; "
-          f"records under {args.results / 'runs' / protocol.name}")
-    for outcome in outcomes:
-        if outcome.status == "failed":
-            print(f"FAILED: {outcome.message}", file=sys.stderr)
-    return 1 if counts["failed"] else 0
+            data_root=str(Path(args.data_root).resolve()) if args.data_root else None, limit=args.limit,
+            device=args.device, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
+            use_cache=not args.no_cache, cache_mib=args.cache_mib, save_predictions=args.save_predictions,
+            threads=args.threads, force=args.force, allow_other_shot=args.allow_other_shot, row_label=args.label)
+    where = args.results / "runs" / protocol.name
+    try:
+        outcomes = execute(requests, executor=args.executor, workers=args.workers or os.cpu_count() or 1,
+                           scheduler=args.scheduler, quiet=args.quiet, timeout_per_episode=args.timeout_per_episode)
+    except Interrupted as interrupted:
+        print(summary_line(interrupted.outcomes, str(where)), file=sys.stderr)
+        print("interrupted: finished runs are kept; rerun the same command to resume the others", file=sys.stderr)
+        return 130
+    print(summary_line(outcomes, str(where)))
+    failed = [o for o in outcomes if o.status == "failed"]
+    # Bad input found inside a run (a corrupt image, say) is still bad input.
+    return 2 if any(o.cause == "input" for o in failed) else 1 if failed else 0
 
 
 def cmd_bench(args) -> int:
@@ -193,10 +212,33 @@ def cmd_bench(args) -> int:
 
 def _load_selected(results: Path, protocol_name: str, methods: list[str] | None = None):
     from .protocol import load_protocol
-    from .results import find_runs, load_records, select_runs
+    from .results import load_results
 
     protocol = load_protocol(protocol_name)
-    return load_records(select_runs(find_runs(results, protocol.name), methods))
+    return load_results(results, protocol.name, methods)
+
+
+def cmd_runs(args) -> int:
+    from .registry import load_methods
+    from .runner.inventory import format_runs, list_runs
+
+    load_methods(args.plugin)
+    protocol = None
+    if args.protocol:
+        from .protocol import load_protocol
+        protocol = load_protocol(args.protocol).name
+    statuses = list_runs(args.results, protocol, args.method, check_stale=not args.no_check)
+    if not statuses:
+        print(f"no runs under {args.results / 'runs'}" + (f" for protocol {protocol}" if protocol else ""))
+        return 0
+    print(format_runs(statuses), end="")
+    counts = {}
+    for status in statuses:
+        counts[status.state] = counts.get(status.state, 0) + 1
+    stale = sum(bool(s.stale) for s in statuses)
+    print(f"{len(statuses)} runs: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+          + (f"; {stale} stale for the current code or data" if not args.no_check else ""))
+    return 0
 
 
 def cmd_table(args) -> int:
@@ -340,7 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-predictions", type=int, default=8, help="predicted masks saved per run")
     p.add_argument("--plugin", action="append", default=[])
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="recompute the selected runs even when complete")
+    p.add_argument("--allow-other-shot", action="store_true",
+                   help="use a checkpoint trained at another shot when this shot has none (recorded; marked § in tables)")
+    p.add_argument("--label", default=None,
+                   help="row label for this configuration in tables (default: the method name, plus what differs)")
+    p.add_argument("--timeout-per-episode", type=float, default=None, metavar="SECONDS",
+                   help="fail a run whose method takes longer than this per episode (off by default)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list the runs of a results folder: state, episodes, config, staleness")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--protocol", default=None, help="only this protocol's runs")
+    p.add_argument("--method", nargs="+", default=None, help="only these methods' runs")
+    p.add_argument("--plugin", action="append", default=[], help="plugin files whose methods' code to check")
+    p.add_argument("--no-check", action="store_true", help="skip the code and data staleness checks")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("bench", help="measure the runner on the synthetic protocol (cache, floor, memory)")
     p.add_argument("--method", default="panet-init", help="a frozen-encoder method")

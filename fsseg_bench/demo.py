@@ -102,8 +102,9 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     trained_at = time.perf_counter()
 
     methods = [e.name for e in list_methods() if e.origin.startswith("built-in")]
+    # The demo trains 1-shot models only and uses them at 5 shots too: asked for, recorded, marked §.
     requests = plan_runs(protocol, methods, results_dir=out, seeds=choice.seeds, data_root=str(tree.root),
-                         limit=choice.limit)
+                         limit=choice.limit, allow_other_shot=True)
     outcomes = execute(requests, workers=workers, quiet=quiet)
     failed = [o.message for o in outcomes if o.status == "failed"]
     if failed:

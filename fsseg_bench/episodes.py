@@ -135,7 +135,25 @@ def read_episode_list(path: str | Path) -> tuple[list[EpisodeSpec], str]:
         if not 1 <= episode.class_id <= 20 or not episode.query or not episode.support:
             raise InputError(f"{path}:{number}: class_id must be 1..20 and query/support non-empty")
         episodes.append(episode)
+    check_episode_list(episodes, str(path))
     return episodes, sha256_bytes(data)
+
+
+def check_episode_list(episodes: list[EpisodeSpec], source: str) -> None:
+    """Refuse a list a run could not score honestly: empty, indexes other than 0..n-1 in order,
+    or a query that is also one of its supports."""
+    if not episodes:
+        raise InputError(f"{source}: episode list has no episodes; expected at least one")
+    for position, episode in enumerate(episodes):
+        if episode.index != position:
+            seen = {e.index for e in episodes[:position]}
+            what = "a duplicate" if episode.index in seen else "out of order or with a gap"
+            raise InputError(f"{source}: episode at line {position + 1} has index {episode.index} ({what}); "
+                             f"expected indexes 0..{len(episodes) - 1} in order")
+        shared = set(episode.query) & set(episode.support)
+        if shared:
+            raise InputError(f"{source}: episode {episode.index}: query {sorted(shared)[0]!r} is also one of its "
+                             f"supports; expected distinct images")
 
 
 def check_pin(protocol: Protocol, fold: int, shot: int, seed: int, sha256: str, source: str) -> None:
@@ -153,5 +171,7 @@ def committed_episode_path(protocol: Protocol, fold: int, shot: int, seed: int) 
 
 def generate_episode_list(protocol: Protocol, index: ClassIndex, fold: int, shot: int, seed: int,
                           n_episodes: int | None = None) -> list[EpisodeSpec]:
-    return sample_episodes(index, fold, shot, seed, n_episodes or protocol.episodes,
-                           protocol.query_sampling, protocol.min_fg_pixels)
+    episodes = sample_episodes(index, fold, shot, seed, n_episodes or protocol.episodes,
+                               protocol.query_sampling, protocol.min_fg_pixels)
+    check_episode_list(episodes, f"protocol {protocol.name!r} {episode_key(fold, shot, seed)}")
+    return episodes

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,10 @@ SUPPORT_IGNORE = ("background", "ignore")
 RESIZE_MODES = ("stretch", "longer-side-pad")
 NOVEL_IN_TRAINING = ("relabel", "drop")
 DATASETS = ("pascal-voc", "synthetic5i")
+# Protocol names become folder names under results/runs: a safe slug, never a path or a glob.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+PIN_KEY_PATTERN = re.compile(r"fold\d+-shot\d+-seed\d+")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -137,9 +143,42 @@ def _int(source, raw, key, minimum=0, default=None):
 
 def _float(source, raw, key, default):
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise _fail(source, key, "a non-negative number", value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise _fail(source, key, "a finite non-negative number", value)
     return float(value)
+
+
+def _name(source, raw) -> str:
+    name = _str(source, raw, "name")
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise _fail(source, "name", "a slug of a-z, 0-9, '.', '_' and '-' (it names a results folder)", name)
+    return name
+
+
+def _description(source, raw) -> str:
+    value = raw.get("description", "")
+    if not isinstance(value, str):
+        raise _fail(source, "description", "a string", value)
+    return value
+
+
+def _backbone(source, raw) -> str:
+    from .backbones import BACKBONE_NAMES
+
+    return _str(source, raw, "backbone", BACKBONE_NAMES, default="vgg16")
+
+
+def _pins(source, raw) -> dict[str, str]:
+    pins = raw.get("episode_sha256", {})
+    expected = 'a table of "foldF-shotK-seedS" = "<64 lowercase hex digits>"'
+    if not isinstance(pins, dict):
+        raise _fail(source, "episode_sha256", expected, pins)
+    for key, value in pins.items():
+        if not PIN_KEY_PATTERN.fullmatch(key):
+            raise _fail(source, f"episode_sha256.{key}", 'a key of the form "foldF-shotK-seedS"', value)
+        if not isinstance(value, str) or not SHA256_PATTERN.fullmatch(value):
+            raise _fail(source, f"episode_sha256.{key}", "64 lowercase hex digits", value)
+    return dict(pins)
 
 
 def _int_list(source, raw, key, minimum=0, allowed=None, default=None, length=None):
@@ -172,13 +211,11 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise InputError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(_TOP_KEYS))})")
-    pins = raw.get("episode_sha256", {})
-    if not isinstance(pins, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in pins.items()
-    ):
-        raise _fail(source, "episode_sha256", 'a table of "foldF-shotK-seedS" = "<64 hex digits>"', pins)
+    ignore_index = _int(source, raw, "ignore_index", default=255)
+    if ignore_index > 255:
+        raise _fail(source, "ignore_index", "an integer in 0..255 (a label value)", ignore_index)
     return Protocol(
-        name=_str(source, raw, "name"),
+        name=_name(source, raw),
         dataset=_str(source, raw, "dataset", DATASETS),
         split=_str(source, raw, "split"),
         train_split=_str(source, raw, "train_split"),
@@ -190,14 +227,13 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         image_size=_int_list(source, raw, "image_size", minimum=8, length=2),
         score_at=_str(source, raw, "score_at", SCORE_AT),
         min_fg_pixels=_int(source, raw, "min_fg_pixels", default=0),
-        ignore_index=_int(source, raw, "ignore_index", default=255),
+        ignore_index=ignore_index,
         support_ignore=_str(source, raw, "support_ignore", SUPPORT_IGNORE, default="background"),
         resize=_str(source, raw, "resize", RESIZE_MODES, default="stretch"),
         novel_in_training=_str(source, raw, "novel_in_training", NOVEL_IN_TRAINING, default="relabel"),
-        backbone=_str(source, raw, "backbone", default="vgg16"),
-        description=raw.get("description", "") if isinstance(raw.get("description", ""), str)
-        else _fail(source, "description", "a string", raw["description"]),
-        episode_sha256=dict(pins),
+        backbone=_backbone(source, raw),
+        description=_description(source, raw),
+        episode_sha256=_pins(source, raw),
         training=_parse_training(raw.get("training", {}), source),
         path=source,
         file_sha256=file_sha256,

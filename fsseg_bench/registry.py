@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,6 +22,7 @@ from .errors import InputError
 from .paths import METHODS_DIR
 
 ENTRY_POINT_GROUP = "fsseg_bench.methods"
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,17 @@ def _origin_of(factory: Callable) -> str:
     if _current_origin:
         return _current_origin[-1]
     try:
-        return f"module {factory.__module__} ({inspect.getsourcefile(factory)})"
-    except TypeError:
-        return f"module {factory.__module__}"
+        source = inspect.getsourcefile(factory)
+    except (TypeError, OSError):  # built in __main__ by `python -c`, a notebook cell, ...
+        source = None
+    return f"module {factory.__module__} ({source})" if source else f"module {factory.__module__}"
 
 
 def register_method(name: str, description: str = "", trainable: bool | None = None):
     """Decorator for a Method subclass or a factory returning a Method."""
+
+    if not isinstance(name, str) or not METHOD_NAME.fullmatch(name) or ".." in name:
+        raise InputError(f"method name {name!r}: expected letters, digits, '.', '_' or '-' (it names a results folder)")
 
     def decorator(factory: Callable) -> Callable:
         origin = _origin_of(factory)

@@ -1,15 +1,32 @@
 """Reading finished runs back: one records table for aggregation, with the checks that keep
-numbers honest (one run per cell, identical episode lists across methods)."""
+numbers honest.
+
+- Rows are configurations, not method names: runs are grouped by method, full config, code
+  fingerprint, checkpoint recipe (how it was trained, not its bytes, which differ per fold) and
+  the user's `--label`. Two configurations of one method are two rows with readable labels
+  (`knn (k=1)`, `mean-colour (code 3fa2c1d)`), never one row.
+- One run per cell (fold, shot, seed) of a row: full runs over `--limit` ones, then more episodes,
+  then the newest; runs of one row and cell that differ in data, episode list or checkpoint are
+  an error naming both.
+- Runs of one cell must share their episode list across rows: results on different episodes are
+  never averaged or compared.
+- Records are verified (exactly the indexes 0..n-1, n the run's episode count) before use; a
+  damaged run is reported in one line naming its file and left out.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from .errors import InputError
+from .runner.store import RECORDS, scan_records
 
 
 @dataclass(frozen=True)
@@ -25,64 +42,193 @@ class RunInfo:
     pretrained: bool | None
     n_episodes: int
     finished: str
+    config: dict = field(default_factory=dict)
+    code_sha256: str | None = None
+    data_sha256: str | None = None
+    checkpoint_sha256: str | None = None
+    checkpoint_recipe: tuple = ()
+    other_shot: bool = False
+    row_label: str | None = None
+    label: str = ""  # the table row this run belongs to (set by select_runs)
 
     @property
     def cell(self) -> tuple:
         return (self.protocol, self.fold, self.shot, self.seed)
 
+    @property
+    def variant(self) -> tuple:
+        """What makes a table row: method, config, code, checkpoint recipe, user label."""
+        return (self.method, json.dumps(self.config, sort_keys=True, default=str), self.code_sha256,
+                self.checkpoint_recipe, self.row_label)
+
+
+def _checkpoint_recipe(provenance: dict | None) -> tuple:
+    if not provenance:
+        return ()
+    if provenance.get("kind") != "fsseg-bench":
+        return ("external",)
+    return ("fsseg-bench", provenance.get("protocol"), provenance.get("shot"), provenance.get("total_iterations"),
+            json.dumps(provenance.get("config"), sort_keys=True, default=str))
+
+
+def run_info_from_json(path: Path, info: dict) -> RunInfo:
+    return RunInfo(path.parent, info["protocol"], info["method"], info["fold"], info["shot"], info["seed"],
+                   info["episode_list_sha256"], info["limit"], info.get("pretrained"), info["n_episodes"],
+                   info.get("finished", ""), info.get("method_config") or {}, info.get("code_sha256"),
+                   info.get("data_sha256"), info.get("checkpoint_sha256"),
+                   _checkpoint_recipe(info.get("checkpoint_provenance")), bool(info.get("checkpoint_other_shot")),
+                   info.get("row_label"))
+
 
 def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunInfo]:
-    """Every complete run under results/runs (optionally of one protocol)."""
+    """Every run that says it is complete under results/runs (optionally of one protocol)."""
     root = Path(results_dir) / "runs"
-    pattern = f"{protocol}/*/*/run.json" if protocol else "*/*/*/run.json"
+    base = root / protocol if protocol else root
+    pattern = "*/*/run.json" if protocol else "*/*/*/run.json"
     runs = []
-    for path in sorted(root.glob(pattern)):
+    for path in sorted(base.glob(pattern)):
         try:
             info = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             continue
-        if info.get("status") != "complete":
+        if not isinstance(info, dict) or info.get("status") != "complete":
             continue
-        runs.append(RunInfo(path.parent, info["protocol"], info["method"], info["fold"], info["shot"], info["seed"],
-                            info["episode_list_sha256"], info["limit"], info.get("pretrained"), info["n_episodes"],
-                            info.get("finished", "")))
+        if protocol and info.get("protocol") != protocol:
+            continue
+        runs.append(run_info_from_json(path, info))
     return runs
 
 
-def select_runs(runs: list[RunInfo], methods: list[str] | None = None) -> list[RunInfo]:
-    """One run per (protocol, method, fold, shot, seed): full runs over --limit ones, then the newest.
+def protocols_present(results_dir: str | Path) -> list[str]:
+    root = Path(results_dir) / "runs"
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
-    Runs of the same cell (protocol, fold, shot, seed) must share their episode list: results
-    computed on different episodes are never averaged or compared.
-    """
-    chosen: dict[tuple, RunInfo] = {}
+
+def _short(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:7]
+
+
+def row_labels(runs: list[RunInfo]) -> dict[tuple, str]:
+    """{variant: label}: the method name when it has one configuration, else the name and what
+    tells its configurations apart (config values, then code, then checkpoint recipe)."""
+    by_method: dict[str, list[RunInfo]] = {}
     for run in runs:
-        if methods and run.method not in methods:
-            continue
-        key = (run.method, *run.cell)
-        rank = (run.limit is None, run.n_episodes, run.finished)
-        current = chosen.get(key)
-        if current is None or rank > (current.limit is None, current.n_episodes, current.finished):
-            chosen[key] = run
+        variants = by_method.setdefault(run.method, [])
+        if all(v.variant != run.variant for v in variants):
+            variants.append(run)
+    labels = {}
+    for method, variants in by_method.items():
+        keys = sorted({k for v in variants for k in v.config})
+        differing = [k for k in keys if len({json.dumps(v.config.get(k), default=str) for v in variants}) > 1]
+        for run in variants:
+            if run.row_label:
+                labels[run.variant] = run.row_label
+                continue
+            if len(variants) == 1:
+                labels[run.variant] = method
+                continue
+            parts = [f"{k}={json.dumps(run.config.get(k), default=str).strip(chr(34))}" for k in differing]
+            if len({v.code_sha256 for v in variants}) > 1:
+                parts.append(f"code {(run.code_sha256 or 'unknown')[:7]}")
+            if len({v.checkpoint_recipe for v in variants}) > 1:
+                parts.append(f"checkpoint {_short(run.checkpoint_recipe)}")
+            labels[run.variant] = f"{method} ({', '.join(parts)})" if parts else method
+    taken: dict[str, int] = {}
+    for variant, label in sorted(labels.items(), key=lambda item: str(item[0])):
+        taken[label] = taken.get(label, 0) + 1
+        if taken[label] > 1:  # two user labels alike, say: keep the rows apart all the same
+            labels[variant] = f"{label} [{_short(variant)}]"
+    return labels
+
+
+def _rank(run: RunInfo) -> tuple:
+    return (run.limit is None, run.n_episodes, run.finished)
+
+
+def select_runs(runs: list[RunInfo], methods: list[str] | None = None) -> list[RunInfo]:
+    """One run per (row, fold, shot, seed), with `label` set to its row's label.
+
+    `methods` keeps rows whose method name or label is listed. Raises InputError when two runs of
+    one row and cell differ in what should be identical, or when runs of one cell were computed on
+    different episode lists.
+    """
+    labels = row_labels(runs)
+    runs = [_with_label(run, labels[run.variant]) for run in runs]
+    if methods:
+        runs = [run for run in runs if run.method in methods or run.label in methods]
+    candidates: dict[tuple, list[RunInfo]] = {}
+    for run in runs:
+        candidates.setdefault((run.variant, *run.cell), []).append(run)
+    chosen = []
+    for group in candidates.values():
+        group.sort(key=_rank, reverse=True)
+        best = group[0]
+        for other in group[1:]:
+            if other.limit != best.limit:
+                continue
+            what = [name for name, a, b in (("data", best.data_sha256, other.data_sha256),
+                                            ("episode list", best.episode_list_sha256, other.episode_list_sha256),
+                                            ("checkpoint", best.checkpoint_sha256, other.checkpoint_sha256)) if a != b]
+            if what:
+                raise InputError(f"runs {best.path} and {other.path} of {best.label} (fold {best.fold} shot {best.shot} "
+                                 f"seed {best.seed}) differ in {' and '.join(what)}; remove the stale one "
+                                 f"(`fsseg-bench runs` shows which is stale)")
+        chosen.append(best)
     by_cell: dict[tuple, RunInfo] = {}
-    for run in chosen.values():
+    for run in chosen:
         first = by_cell.setdefault(run.cell, run)
         if first.episode_list_sha256 != run.episode_list_sha256:
             raise InputError(f"runs {first.path} and {run.path} were computed on different episode lists "
                              f"({first.episode_list_sha256[:12]}... vs {run.episode_list_sha256[:12]}...) for "
                              f"protocol {run.protocol} fold {run.fold} shot {run.shot} seed {run.seed}; "
                              f"they cannot be aggregated together")
-    return sorted(chosen.values(), key=lambda r: (r.method, r.shot, r.fold, r.seed))
+    return sorted(chosen, key=lambda r: (r.label, r.shot, r.fold, r.seed))
 
 
-def load_records(runs: list[RunInfo]) -> pd.DataFrame:
-    """All records of the given runs, with the run's identity as columns."""
+def _with_label(run: RunInfo, label: str) -> RunInfo:
+    from dataclasses import replace
+
+    return replace(run, label=label)
+
+
+def _stderr(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
+def load_records(runs: list[RunInfo], warn: Callable[[str], None] = _stderr) -> pd.DataFrame:
+    """All records of the given runs, verified, with the run's identity as columns.
+
+    `method` is the row label (the method name unless the folder holds several configurations of
+    it); `method_name` the registered name. A damaged run is reported through `warn` and left out.
+    """
     frames = []
     for run in runs:
-        frame = pd.read_json(run.path / "records.jsonl", lines=True)
-        frame = frame.assign(protocol=run.protocol, method=run.method, fold=run.fold, shot=run.shot,
-                             seed=run.seed, limit=run.limit, pretrained=run.pretrained, run_dir=str(run.path))
+        scan = scan_records(run.path)
+        problem = scan.verify(run.n_episodes)
+        if problem:
+            warn(f"{run.path / RECORDS}: damaged ({problem}); run left out (rerun the same `fsseg-bench run` "
+                 f"command to recompute it)")
+            continue
+        frame = pd.DataFrame(scan.records)
+        frame = frame.assign(protocol=run.protocol, method=run.label or run.method, method_name=run.method,
+                             fold=run.fold, shot=run.shot, seed=run.seed, limit=run.limit, pretrained=run.pretrained,
+                             other_shot=run.other_shot, run_dir=str(run.path))
         frames.append(frame)
     if not frames:
         raise InputError("no complete runs found (run `fsseg-bench run` first)")
     return pd.concat(frames, ignore_index=True)
+
+
+def load_results(results_dir: str | Path, protocol: str, methods: list[str] | None = None,
+                 warn: Callable[[str], None] = _stderr) -> pd.DataFrame:
+    """The verified records of one protocol's selected runs (what tables, comparisons and plots read)."""
+    runs = find_runs(results_dir, protocol)
+    if not runs:
+        present = protocols_present(results_dir)
+        raise InputError(f"no complete runs of protocol {protocol!r} under {Path(results_dir) / 'runs'}"
+                         + (f" (protocols there: {', '.join(present)})" if present else ""))
+    selected = select_runs(runs, methods)
+    if not selected:
+        raise InputError(f"no complete runs of {', '.join(methods or [])} for protocol {protocol!r} under "
+                         f"{Path(results_dir) / 'runs'}")
+    return load_records(selected, warn)

@@ -100,7 +100,8 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, final_path = out_dir / "last.pt", out_dir / "final.pt"
     identity = {"method": method_name, "config": method.config, "protocol": protocol.name,
-                "protocol_sha256": protocol.file_sha256, "fold": fold, "shot": shot, "total_iterations": total}
+                "protocol_sha256": protocol.file_sha256, "dataset": protocol.dataset, "fold": fold, "shot": shot,
+                "total_iterations": total}
 
     if final_path.is_file():
         _, saved = read_checkpoint(final_path)

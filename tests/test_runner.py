@@ -173,23 +173,25 @@ def test_a_run_locked_by_a_live_process_is_skipped_untouched(synthetic_root, tmp
     (directory,) = list(tmp_path.glob("runs/synthetic5i/support-copy/*"))
     (directory / "run.json").unlink()
     before = (directory / "records.jsonl").read_bytes()
-    (directory / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
-    capsys.readouterr()
-    assert main(args) == 0
-    out = capsys.readouterr()
+    held = acquire_lock(directory)  # a separate open file description: it conflicts like another process
+    try:
+        capsys.readouterr()
+        assert main(args) == 0
+        out = capsys.readouterr()
+    finally:
+        held.release()
     assert "1 skipped (being written by another process)" in out.out
-    assert "support-copy fold 0 shot 1 seed 1234: being written by pid" in out.err
+    assert f"support-copy fold 0 shot 1 seed 1234: being written by pid {os.getpid()} on" in out.err
     assert (directory / "records.jsonl").read_bytes() == before and not (directory / "run.json").exists()
 
 
 def test_lock_held_by_live_process_is_respected(tmp_path):
-    lock = acquire_lock(tmp_path)
     from fsseg_bench.runner.store import RunLocked
-    with pytest.raises(RunLocked):
+    lock = acquire_lock(tmp_path)
+    with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
         acquire_lock(tmp_path)
-    lock.unlink()
-    (tmp_path / LOCK).write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
-    assert acquire_lock(tmp_path).exists()  # a dead holder's lock is taken over
+    lock.release()
+    acquire_lock(tmp_path).release()  # released: free again
 
 
 def test_cache_on_and_off_agree_and_runs_are_deterministic(synthetic_root, tmp_path):
@@ -237,8 +239,9 @@ def test_a_failing_method_fails_its_run_and_others_go_on(synthetic_root, tmp_pat
 def test_missing_checkpoint_for_a_trainable_method(synthetic_root, tmp_path, capsys):
     code = main(run_args(synthetic_root, tmp_path, "--method", "panet", "--fold", "0", "--shot", "1",
                          "--seed", "1234", "--limit", "3", "--workers", "1"))
-    assert code == 1
-    assert "FAILED: panet fold 0 shot 1 seed 1234: no checkpoint for panet fold 0 shot 1 seed 1234" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1  # found before any work starts
+    assert err.startswith("fsseg-bench: error: no checkpoint for panet fold 0 shot 1 seed 1234: run `fsseg-bench train")
 
 
 def test_bench_reports_every_measure(synthetic_root, tmp_path):

@@ -22,7 +22,7 @@ from ..errors import InputError
 
 IGNORE = 255
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
-CLASS_INDEX_VERSION = 1
+CLASS_INDEX_VERSION = 2  # 2: content sha256 of every image and mask
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,21 @@ def read_split(tree: VocTree, split: str) -> list[str]:
     path = tree.list_path(split)
     if not path.is_file():
         raise InputError(f"{path}: image list for split {split!r} not found")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: image list is not UTF-8 text (byte {exc.start})") from None
+    ids, seen = [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
+        if image_id in seen:
+            # A duplicate would let an episode's query also be one of its supports.
+            raise InputError(f"{path}:{number}: image id {image_id!r} listed twice (first on line {seen[image_id]}); "
+                             f"expected each id once")
+        seen[image_id] = number
+        ids.append(image_id)
     if not ids:
         raise InputError(f"{path}: image list is empty")
     return ids
@@ -137,6 +151,8 @@ class ClassIndex:
     ids: tuple[str, ...]
     pixels: dict[str, dict[int, int]]
     fingerprint: str
+    # id -> (image sha256, mask sha256) of the file contents: the data a run reads.
+    file_sha256: dict[str, tuple[str, str]]
     from_cache: bool = False
 
     def images_with(self, class_id: int, min_pixels: int = 0) -> list[str]:
@@ -169,7 +185,14 @@ def split_fingerprint(tree: VocTree, split: str, ids: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _scan_one(tree: VocTree, image_id: str) -> dict[int, int]:
+def _file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror})") from None
+
+
+def _scan_one(tree: VocTree, image_id: str) -> tuple[dict[int, int], tuple[str, str]]:
     mask_path = tree.mask_path(image_id)
     mask = read_mask(mask_path)
     height, width = image_size(tree.image_path(image_id))
@@ -179,7 +202,8 @@ def _scan_one(tree: VocTree, image_id: str) -> dict[int, int]:
             f"of {tree.image_path(image_id)}"
         )
     counts = np.bincount(mask.ravel(), minlength=256)
-    return {c: int(counts[c]) for c in range(1, NUM_CLASSES + 1) if counts[c]}
+    hashes = (_file_sha256(tree.image_path(image_id)), _file_sha256(mask_path))
+    return {c: int(counts[c]) for c in range(1, NUM_CLASSES + 1) if counts[c]}, hashes
 
 
 def class_index_cache_path(cache_dir: Path, tree: VocTree, split: str) -> Path:
@@ -197,18 +221,20 @@ def load_class_index(tree: VocTree, split: str, cache_dir: Path | None, workers:
             cached = json.loads(cache_path.read_text())
             if cached.get("fingerprint") == fingerprint and cached.get("version") == CLASS_INDEX_VERSION:
                 pixels = {i: {int(c): n for c, n in cached["pixels"][i].items()} for i in ids}
-                return ClassIndex(split, tuple(ids), pixels, fingerprint, from_cache=True)
+                hashes = {i: tuple(cached["file_sha256"][i]) for i in ids}
+                return ClassIndex(split, tuple(ids), pixels, fingerprint, hashes, from_cache=True)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             pass  # a damaged cache is just rebuilt
     # PIL releases the GIL while decoding, so a few threads speed up the one-off scan.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         scanned = list(pool.map(lambda i: _scan_one(tree, i), ids))
-    pixels = dict(zip(ids, scanned))
+    pixels = {image_id: counts for image_id, (counts, _) in zip(ids, scanned)}
+    hashes = {image_id: files for image_id, (_, files) in zip(ids, scanned)}
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"version": CLASS_INDEX_VERSION, "voc_root": str(tree.root.resolve()), "split": split,
-                   "fingerprint": fingerprint, "pixels": pixels}
+                   "fingerprint": fingerprint, "pixels": pixels, "file_sha256": hashes}
         tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(payload))
         os.replace(tmp, cache_path)  # atomic: a crash never leaves a torn cache
-    return ClassIndex(split, tuple(ids), pixels, fingerprint, from_cache=False)
+    return ClassIndex(split, tuple(ids), pixels, fingerprint, hashes, from_cache=False)

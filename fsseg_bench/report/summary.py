@@ -12,7 +12,7 @@ import pandas as pd
 from .. import stats
 
 SUMMARY_COLUMNS = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
-                   "n_seeds", "n_episodes", "limited", "pretrained"]
+                   "n_seeds", "n_episodes", "limited", "pretrained", "other_shot_checkpoint"]
 
 
 def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = stats.DEFAULT_RESAMPLES) -> pd.DataFrame:
@@ -21,7 +21,9 @@ def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = sta
         limited = bool(group["limit"].notna().any())
         pretrained = group["pretrained"].iloc[0]
         pretrained = None if pretrained is None or (isinstance(pretrained, float) and np.isnan(pretrained)) else bool(pretrained)
-        base = {"protocol": protocol, "method": method, "shot": int(shot), "limited": limited, "pretrained": pretrained}
+        other_shot = bool(group["other_shot"].any()) if "other_shot" in group else False
+        base = {"protocol": protocol, "method": method, "shot": int(shot), "limited": limited, "pretrained": pretrained,
+                "other_shot_checkpoint": other_shot}
         for metric in metrics:
             seed_values, replicates = [], []
             folds = sorted(group["fold"].unique())

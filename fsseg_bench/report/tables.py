@@ -15,7 +15,7 @@ from ..stats import PairedComparison
 from .summary import primary
 
 FOLD_COLUMNS = ["0", "1", "2", "3", "mean"]
-LIMIT_MARK, NOT_PRETRAINED_MARK = "†", "‡"
+LIMIT_MARK, NOT_PRETRAINED_MARK, OTHER_SHOT_MARK = "†", "‡", "§"
 
 
 def _cell(row) -> str:
@@ -40,6 +40,8 @@ def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None) -> tuple
     for method in methods:
         rows = chosen[chosen.method == method]
         mark = (LIMIT_MARK if rows["limited"].any() else "") + (NOT_PRETRAINED_MARK if (rows["pretrained"] == False).any() else "")  # noqa: E712
+        if "other_shot_checkpoint" in rows and rows["other_shot_checkpoint"].any():
+            mark += OTHER_SHOT_MARK
         labels.append(method + mark)
     return labels, columns, cells
 
@@ -63,7 +65,8 @@ def _interval_note(summary: pd.DataFrame) -> str:
              "across episodes (percentile bootstrap, resampled within class)" if kinds == {"episodes-bootstrap95"} else
              "across seeds (Student t) where there are several seeds, else across episodes (bootstrap)") +
             f". mIoU is class-pooled; FB-IoU is the mean over folds. {LIMIT_MARK}: run with --limit (not the full "
-            f"protocol); {NOT_PRETRAINED_MARK}: encoder without pretrained weights.")
+            f"protocol); {NOT_PRETRAINED_MARK}: encoder without pretrained weights; {OTHER_SHOT_MARK}: some runs "
+            f"used a checkpoint trained at another shot (--allow-other-shot).")
 
 
 def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None) -> str:
@@ -95,7 +98,7 @@ def latex_table(summary: pd.DataFrame, methods: list[str] | None = None) -> str:
         for column in columns:
             text = cells.get((method, column), ("--", None))[0].replace("±", r"$\pm$")
             texts.append(rf"\textbf{{{text}}}" if method in _best(cells, methods, column) else text)
-        lines.append(label.replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$").replace("_", r"\_") + " & "
+        lines.append(label.replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$").replace("§", r"$^\S$").replace("_", r"\_") + " & "
                      + " & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

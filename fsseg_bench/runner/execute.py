@@ -13,20 +13,23 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..checkpoints import file_sha256
+from ..checkpoints import check_checkpoint, checkpoint_provenance
 from ..data.png import write_mask_png
-from ..data.source import episode_list_for, resolve_tree
+from ..data.source import class_index, episode_list_for, resolve_tree
+from ..data.voc import ClassIndex, VocTree
+from ..episodes import EpisodeSpec
 from ..errors import InputError
+from ..fingerprints import code_fingerprint, data_fingerprint
 from ..metrics import COUNT_COLUMNS, episode_counts
 from ..preprocess import ImageLoader, PreparedImage, build_episode
 from ..prototypes import upsample_scores
-from ..protocol import load_protocol
-from ..registry import accepted_options, create_method, get_entry, load_methods
+from ..protocol import Protocol, load_protocol
+from ..registry import MethodEntry, accepted_options, create_method, get_entry, load_methods
 from ..training import final_checkpoint
 from .features import FeatureCache
 from .plan import RunRequest, run_dir, run_id, run_identity
 from .provenance import software
-from .store import (RunLocked, RecordWriter, acquire_lock, read_records, read_run_json, release_lock,
+from .store import (RunLocked, RecordWriter, acquire_lock, read_run_json, scan_records, truncate_records,
                     write_run_json)
 
 Progress = Callable[[str, str, int], None]  # (event, run label, number)
@@ -41,19 +44,26 @@ class RunOutcome:
     message: str = ""
     run_dir: str | None = None
     episodes: int = 0
+    cause: str = ""  # for failures: "input" (bad data or configuration) | "method" | "worker" | "timeout"
 
 
 class RunFailure(Exception):
     pass
 
 
+# Set by the executor's SIGINT handler: a KeyboardInterrupt then means Ctrl-C of the whole command,
+# not a method that raised one (which fails only its run).
+INTERRUPT_REQUESTED = False
+
+
 # Per-process state, kept across the runs a worker performs: decoded images and encoder features.
 _IMAGE_LOADERS: dict[tuple, ImageLoader] = {}
 _FEATURE_CACHES: dict[float, FeatureCache] = {}
 _METHODS: dict[tuple, object] = {}
+_PROVENANCE: dict[tuple, dict] = {}
 
 
-def _method_instance(request: RunRequest, options: dict, checkpoint: Path | None, checkpoint_sha256: str | None):
+def _method_instance(request: RunRequest, options: dict, checkpoint: str | None, checkpoint_sha256: str | None):
     """A ready (checkpoint loaded, eval mode) method, reused across this worker's runs of the same
     configuration: building and initialising a VGG16 per run would cost more than its episodes."""
     key = (request.method, json.dumps(options, sort_keys=True, default=str), checkpoint_sha256, request.device)
@@ -82,6 +92,49 @@ def feature_cache(cache_mib: float) -> FeatureCache:
     return _FEATURE_CACHES[cache_mib]
 
 
+def _provenance(path: Path) -> dict:
+    """Checkpoint provenance (and its sha256), read once per file version in this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _PROVENANCE:
+        _PROVENANCE[key] = checkpoint_provenance(path)
+    return _PROVENANCE[key]
+
+
+# --- preparing a run: everything checked before a model is built --------------------------------
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A request resolved against its protocol, data, episode list and checkpoint, all checked."""
+
+    protocol: Protocol
+    tree: VocTree
+    index: ClassIndex
+    episodes: list[EpisodeSpec]
+    list_sha256: str
+    list_path: Path
+    entry: MethodEntry
+    options: dict
+    checkpoint: dict | None  # provenance of the checkpoint, with its path and sha256
+    warning: str | None
+
+
+def validate_request(request: RunRequest, protocol: Protocol) -> None:
+    """The CLI's values against the protocol: one line naming the value and what was expected."""
+    if request.fold not in protocol.folds:
+        raise InputError(f"--fold {request.fold}: protocol {protocol.name!r} has folds "
+                         f"{', '.join(map(str, protocol.folds))}")
+    checks = [("--shot", request.shot, 1), ("--seed", request.seed, 0), ("--threads", request.threads, 1),
+              ("--save-predictions", request.save_predictions, 0)]
+    if request.limit is not None:
+        checks.append(("--limit", request.limit, 1))
+    for flag, value, minimum in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"{flag} {value}: expected an integer >= {minimum}")
+    if not (isinstance(request.cache_mib, (int, float)) and math.isfinite(request.cache_mib) and request.cache_mib > 0):
+        raise InputError(f"--cache-mib {request.cache_mib}: expected a positive number of MiB")
+
+
 def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path | None:
     if request.checkpoint:
         return Path(request.checkpoint)
@@ -90,13 +143,38 @@ def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path |
     exact = final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, request.shot)
     if exact.is_file():
         return exact
-    # A model trained at another shot of the same fold (the demo trains 1-shot models only).
-    for shot in sorted(protocol.shots):
-        other = final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, shot)
-        if other.is_file():
-            return other
+    others = [final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, shot)
+              for shot in sorted(protocol.shots) if shot != request.shot]
+    others = [path for path in others if path.is_file()]
+    if others and request.allow_other_shot:
+        return others[0]
+    hint = (f" (a checkpoint of another shot exists: {others[0]}; --allow-other-shot uses it)" if others else "")
     raise InputError(f"no checkpoint for {request.label}: run `fsseg-bench train --method {request.method} "
-                     f"--fold {request.fold} --shot {request.shot}` first or pass --checkpoint {request.method}=PATH")
+                     f"--fold {request.fold} --shot {request.shot}` first or pass --checkpoint {request.method}=PATH{hint}")
+
+
+def prepare_run(request: RunRequest) -> PreparedRun:
+    """Resolve and check a request; raises InputError (one line) for anything wrong with it."""
+    load_methods(list(request.plugins))
+    protocol = load_protocol(request.protocol_path)
+    validate_request(request, protocol)
+    results_dir = Path(request.results_dir)
+    tree = resolve_tree(protocol, request.data_root, results_dir)
+    index = class_index(tree, protocol.split, results_dir)
+    episodes, list_sha256, list_path = episode_list_for(protocol, tree, request.fold, request.shot, request.seed, results_dir)
+    if request.limit is not None:
+        episodes = episodes[:request.limit]
+    entry = get_entry(request.method)
+    options = dict(request.options)
+    if "backbone" in accepted_options(request.method) and "backbone" not in options:
+        options["backbone"] = protocol.backbone
+    path = resolve_checkpoint(request, protocol, entry.trainable)
+    provenance, warning = None, None
+    if path is not None:
+        provenance = _provenance(path)
+        warning = check_checkpoint(provenance, request.method, protocol, request.fold, request.shot,
+                                   request.allow_other_shot)
+    return PreparedRun(protocol, tree, index, episodes, list_sha256, list_path, entry, options, provenance, warning)
 
 
 def sample_indices(n_episodes: int, count: int) -> set[int]:
@@ -146,73 +224,108 @@ def check_scores(scores, expected_shape, label: str, index: int) -> None:
 
 def run_one(request: RunRequest, progress: Progress | None = None) -> RunOutcome:
     """Perform (or resume, or skip) one run. Never raises for a failing method: returns a failed outcome."""
+    def failed(message: str, cause: str) -> RunOutcome:
+        text = message if message.startswith(request.label) else f"{request.label}: {message}"
+        return RunOutcome(request.label, "failed", text, cause=cause)
+
     try:
         return _run_one(request, progress or (lambda *a: None))
     except RunLocked as exc:
         return RunOutcome(request.label, "locked", f"{request.label}: being written by {exc}; skipped")
-    except (RunFailure, InputError) as exc:
-        return RunOutcome(request.label, "failed", str(exc) if str(exc).startswith(request.label) else f"{request.label}: {exc}")
+    except InputError as exc:
+        return failed(str(exc), "input")
+    except RunFailure as exc:
+        return failed(str(exc), "method")
     except Exception as exc:  # a method that raises fails its run, not the whole invocation
-        return RunOutcome(request.label, "failed", f"{request.label}: {type(exc).__name__}: {exc}")
+        return failed(f"{type(exc).__name__}: {exc}", "method")
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) and INTERRUPT_REQUESTED:
+            raise  # Ctrl-C of the whole command
+        return failed(f"the method raised {type(exc).__name__}({exc})", "method")
 
 
 def _run_one(request: RunRequest, progress: Progress) -> RunOutcome:
     torch.set_num_threads(max(1, request.threads))
-    load_methods(list(request.plugins))
-    protocol = load_protocol(request.protocol_path)
-    results_dir = Path(request.results_dir)
-    tree = resolve_tree(protocol, request.data_root, results_dir)
-    episodes, list_sha256, list_path = episode_list_for(protocol, tree, request.fold, request.shot, request.seed, results_dir)
-    if request.limit is not None:
-        episodes = episodes[:request.limit]
-
-    entry = get_entry(request.method)
-    options = dict(request.options)
-    if "backbone" in accepted_options(request.method) and "backbone" not in options:
-        options["backbone"] = protocol.backbone
-    checkpoint = resolve_checkpoint(request, protocol, entry.trainable)
-    checkpoint_sha256 = file_sha256(checkpoint) if checkpoint else None
-    method = _method_instance(request, options, checkpoint, checkpoint_sha256)
-    identity = run_identity(protocol, list_sha256, request.method, method.config, checkpoint_sha256,
-                            request.fold, request.shot, request.seed, request.limit)
-    directory = run_dir(results_dir, identity)
-    finished = read_run_json(directory)
-    if finished and finished.get("status") == "complete" and finished.get("n_episodes") == len(episodes):
-        return RunOutcome(request.label, "skipped", "already complete", str(directory), len(episodes))
+    prepared = prepare_run(request)
+    checkpoint = prepared.checkpoint
+    method = _method_instance(request, prepared.options, checkpoint and checkpoint["path"],
+                              checkpoint and checkpoint["sha256"])
+    code_sha256, _, _ = code_fingerprint(prepared.entry.factory)
+    read_ids = [image_id for spec in prepared.episodes for image_id in (*spec.query, *spec.support)]
+    identity = run_identity(prepared.protocol, prepared.list_sha256, request.method, method.config,
+                            checkpoint and checkpoint["sha256"], request.fold, request.shot, request.seed,
+                            request.limit, data_fingerprint(read_ids, prepared.index.file_sha256), code_sha256)
+    directory = run_dir(request.results_dir, identity)
+    n_episodes = len(prepared.episodes)
+    if not request.force:
+        finished = read_run_json(directory)
+        if (finished and finished.get("status") == "complete" and finished.get("n_episodes") == n_episodes
+                and scan_records(directory).verify(n_episodes) is None):
+            return RunOutcome(request.label, "skipped", "already complete", str(directory), n_episodes)
 
     directory.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(directory)
     try:
-        return _perform(request, protocol, tree, episodes, list_path, identity, directory, method, checkpoint, progress)
+        return _perform(request, prepared, identity, directory, method, progress)
     finally:
-        release_lock(lock)
+        lock.release()
 
 
-def _perform(request, protocol, tree, episodes, list_path, identity, directory, method, checkpoint, progress):
-    done = read_records(directory, repair=True)
+def matching_prefix(records: list[dict], episodes: list[EpisodeSpec]) -> int:
+    """How many leading records belong to these episodes (same index, class, query and supports)."""
+    for position, (record, spec) in enumerate(zip(records, episodes)):
+        if (record.get("class_id") != spec.class_id or record.get("query") != list(spec.query)
+                or record.get("support") != list(spec.support)):
+            return position
+    return min(len(records), len(episodes))
+
+
+def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directory: Path, method, progress: Progress):
+    protocol, episodes = prepared.protocol, prepared.episodes
+    previous = {} if request.force else (read_run_json(directory) or {})
+    scan = scan_records(directory)
+    keep = 0 if request.force else matching_prefix(scan.records, episodes)
+    repaired = list(previous.get("repaired", []))
+    if previous.get("status") == "complete" and (keep < len(scan.records) or scan.verify(len(episodes))):
+        # A run once complete whose records were damaged since: recompute from the last good record.
+        repaired.append({"at": keep, "problem": scan.verify(len(episodes)) or "records differ from the episode list",
+                         "when": datetime.now(timezone.utc).isoformat()})
+    truncate_records(directory, scan.ends[keep - 1] if keep else 0)
+    if request.force:
+        for old in (directory / "predictions").glob("*.png"):
+            old.unlink()
     started = datetime.now(timezone.utc).isoformat()
-    previous = read_run_json(directory) or {}
+    checkpoint = prepared.checkpoint
+    code_sha256, code_files, code_how = code_fingerprint(prepared.entry.factory)
     run_info = {
         "run_id": run_id(identity), **identity, "status": "running", "software": software(),
-        "device": request.device, "threads": request.threads, "protocol_path": protocol.path,
-        "episode_list_path": str(list_path), "data_root": str(tree.root), "checkpoint": str(checkpoint) if checkpoint else None,
-        "pretrained": method.pretrained, "n_episodes": len(episodes), "feature_cache": request.use_cache and method.frozen_encoder,
-        "started": previous.get("started", started), "resumed_at": [*previous.get("resumed_at", []), len(done)] if done else [],
-        "save_predictions": request.save_predictions,
+        "device": request.device, "threads": request.threads, "protocol_path": str(Path(protocol.path).resolve()),
+        "episode_list_path": str(Path(prepared.list_path).resolve()), "data_root": str(prepared.tree.root.resolve()),
+        "data_split": protocol.split, "code_files": list(code_files), "code_fingerprint_from": code_how,
+        "method_origin": prepared.entry.origin, "plugins": list(request.plugins), "row_label": request.row_label,
+        "checkpoint": checkpoint["path"] if checkpoint else None, "checkpoint_provenance": checkpoint,
+        "checkpoint_other_shot": bool(checkpoint and checkpoint["kind"] == "fsseg-bench"
+                                      and checkpoint.get("shot") != request.shot),
+        "pretrained": method.pretrained, "n_episodes": len(episodes),
+        "feature_cache": request.use_cache and method.frozen_encoder,
+        "started": previous.get("started", started), "resumed_at": [*previous.get("resumed_at", []), keep] if keep else [],
+        "repaired": repaired, "forced": request.force, "save_predictions": request.save_predictions,
     }
     write_run_json(directory, run_info)
+    done = keep
 
-    load = _image_loader(tree, protocol)
+    load = _image_loader(prepared.tree, protocol)
     cache = feature_cache(request.cache_mib) if request.use_cache and method.frozen_encoder else None
-    # The encoder is determined by the method, its full config (seeded init, weights path) and its
-    # checkpoint; the input by the preprocessing.
+    # The encoder is determined by the method, its full config (seeded init, weights path), its code
+    # and its checkpoint; the input by the preprocessing.
     encoder_key = (identity["method"], json.dumps(identity["method_config"], sort_keys=True, default=str),
-                   identity["checkpoint_sha256"], tuple(protocol.image_size), protocol.resize, request.device)
+                   identity["code_sha256"], identity["checkpoint_sha256"], tuple(protocol.image_size),
+                   protocol.resize, request.device)
     to_save = sample_indices(len(episodes), request.save_predictions)
     (directory / "predictions").mkdir(exist_ok=True)
     writer = RecordWriter(directory)
     progress("start", request.label, len(episodes))
-    progress("advance", request.label, len(done))
+    progress("advance", request.label, done)
     began = time.perf_counter()
 
     def encoded(image_id: str, image: torch.Tensor) -> torch.Tensor:
@@ -225,11 +338,12 @@ def _perform(request, protocol, tree, episodes, list_path, identity, directory, 
         compute = lambda: method.support_statistic(encoded(image_id, image), mask)
         return cache.features((*statistic_key, class_id), image_id, compute) if cache is not None else compute()
 
-    remaining = episodes[len(done):]
+    remaining = episodes[done:]
     try:
         for start in range(0, len(remaining), PREDICT_CHUNK):
             tick = time.perf_counter()
             chunk = remaining[start:start + PREDICT_CHUNK]
+            progress("busy", request.label, len(chunk))
             built = [build_episode(spec, load, protocol, with_query_masks=False) for spec in chunk]
             visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
             with torch.no_grad():
@@ -253,6 +367,9 @@ def _perform(request, protocol, tree, episodes, list_path, identity, directory, 
                             visible, support.view(len(chunk), -1, *support.shape[1:]), query)
                 else:
                     all_scores = [method.predict(e) for e in visible]
+            if len(all_scores) != len(chunk):  # zip would silently drop the episodes without a result
+                raise RunFailure(f"{request.label} episodes {chunk[0].index}..{chunk[-1].index}: the method returned "
+                                 f"{len(all_scores)} results for {len(chunk)} episodes")
             seconds = round((time.perf_counter() - tick) / len(chunk), 6)
             predictions, labels = [], []
             for spec, (_, queries), scores in zip(chunk, built, all_scores):
@@ -270,6 +387,9 @@ def _perform(request, protocol, tree, episodes, list_path, identity, directory, 
     finally:
         writer.close()
         progress("end", request.label, 0)
+    problem = scan_records(directory).verify(len(episodes))
+    if problem:  # never mark complete what is not
+        raise RunFailure(f"{request.label}: records failed verification after the run ({problem})")
     wall = time.perf_counter() - began
     run_info.update(status="complete", finished=datetime.now(timezone.utc).isoformat(),
                     wall_seconds=round(wall + previous.get("wall_seconds", 0.0), 3))

@@ -1,27 +1,58 @@
 """Executors: where runs execute. Work is split by run; records do not depend on the executor.
 
-- local, 1 worker: in this process.
-- local, N workers: N spawned processes, each with its own image and feature caches.
+- local, 1 worker (the default from Python): in this process.
+- local, N workers (the CLI's default: one per core): N spawned worker processes, each with its
+  own image and feature caches, each talking to this process over its own pipe. A worker that
+  dies (os._exit, OOM kill, a segfault) fails only the run it held; the rest of its runs go on in
+  a fresh worker. With `timeout_per_episode`, a run whose method stops making progress is failed
+  and its worker replaced (a single worker then runs in a subprocess too, so it can be stopped).
 - dask: an existing dask.distributed cluster (`--scheduler ADDRESS`) or a LocalCluster on
   loopback (`--scheduler local`). Workers must see the same data and results folders.
 
-Runs are grouped by (method, checkpoint), and a group runs in one worker, so its frozen-encoder
-features are computed once and reused across the group's shots and seeds (and folds, for
-methods whose encoder does not depend on the fold).
+Runs are grouped by (method, options, checkpoint, fold), and a group runs in one worker, so its
+frozen-encoder features are computed once and reused across the group's shots and seeds.
+
+Everything is checked before any worker starts (`preflight`): a bad protocol, value, data tree,
+episode list or checkpoint is one InputError, not one failure per run.
 """
 
 from __future__ import annotations
 
-import os
+import signal
 import sys
-from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
-from typing import Callable
-
+import threading
+import time
+from collections import defaultdict, deque
 from tqdm import tqdm
 
-from .execute import RunOutcome, run_one
+from . import execute as execute_module
+from .execute import PREDICT_CHUNK, RunOutcome, prepare_run, run_one
 from .plan import RunRequest
+
+# Time a worker may take to set a run up (load data, build and load the model) before its first
+# chunk of episodes starts, when a per-episode timeout is set.
+SETUP_SECONDS = 300.0
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the runs that finished, and those interrupted or never started."""
+
+    def __init__(self, outcomes: list[RunOutcome]):
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
+def preflight(requests: list[RunRequest]) -> list[str]:
+    """Check every request before any work starts; raise InputError for the first bad one.
+
+    Returns the distinct warnings (e.g. a checkpoint without provenance), to print once.
+    """
+    warnings: list[str] = []
+    for request in requests:
+        warning = prepare_run(request).warning
+        if warning and warning not in warnings:
+            warnings.append(warning)
+    return warnings
 
 
 def group_runs(requests: list[RunRequest]) -> list[list[RunRequest]]:
@@ -32,13 +63,13 @@ def group_runs(requests: list[RunRequest]) -> list[list[RunRequest]]:
 
 
 def run_group(requests: list[RunRequest], queue=None) -> list[RunOutcome]:
-    """Worker entry point: perform a group of runs in order, reporting progress on `queue`."""
+    """Perform a group of runs in order (dask's unit of work)."""
     report = (lambda event, label, n: queue.put((event, label, n))) if queue is not None else None
     return [run_one(request, report) for request in requests]
 
 
 class ProgressBars:
-    """An overall bar plus one bar per active run (episodes/s and ETA)."""
+    """An overall bar plus one bar per active run (episodes/s and ETA); failures printed once each."""
 
     def __init__(self, total_runs: int, quiet: bool):
         self.quiet = quiet
@@ -68,49 +99,197 @@ class ProgressBars:
 
 
 def execute(requests: list[RunRequest], executor: str = "local", workers: int | None = None,
-            scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
-    workers = workers or os.cpu_count() or 1
+            scheduler: str | None = None, quiet: bool = False,
+            timeout_per_episode: float | None = None) -> list[RunOutcome]:
+    """Perform the runs; returns one outcome per request, in request order.
+
+    Raises InputError before any work when a request is bad, and `Interrupted` on Ctrl-C.
+    """
+    for warning in preflight(requests):
+        print(f"WARNING: {warning}", file=sys.stderr)
+    workers = workers or 1
     bars = ProgressBars(len(requests), quiet)
     try:
         if executor == "dask":
             outcomes = _execute_dask(requests, scheduler or "local", workers, bars)
-        elif workers <= 1 or len(requests) <= 1:
-            outcomes = []
-            for request in requests:
-                outcomes.append(run_one(request, bars))
-                bars.finished(outcomes[-1])
+        elif (workers <= 1 or len(requests) <= 1) and timeout_per_episode is None:
+            outcomes = _execute_in_process(requests, bars)
         else:
-            outcomes = _execute_processes(requests, workers, bars)
+            outcomes = _execute_processes(requests, workers, bars, timeout_per_episode)
     finally:
         bars.close()
+    return _in_request_order(requests, outcomes)
+
+
+def _in_request_order(requests, outcomes):
     order = {request.label: i for i, request in enumerate(requests)}
     return sorted(outcomes, key=lambda o: order.get(o.label, 0))
 
 
-def _drain(queue, bars: Callable) -> None:
-    while not queue.empty():
-        bars(*queue.get_nowait())
+def _not_started(requests, outcomes) -> list[RunOutcome]:
+    seen = {o.label for o in outcomes}
+    return [RunOutcome(r.label, "interrupted", f"{r.label}: not started") for r in requests if r.label not in seen]
 
 
-def _execute_processes(requests, workers, bars: ProgressBars) -> list[RunOutcome]:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, wait
+# --- in this process ------------------------------------------------------------------------------
 
-    context = multiprocessing.get_context("spawn")  # torch and fork do not mix safely
+def _execute_in_process(requests, bars: ProgressBars) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        queue = manager.Queue()
-        pending = {pool.submit(run_group, group, queue) for group in group_runs(requests)}
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(queue, bars)
-            for future in done:
-                for outcome in future.result():
-                    outcomes.append(outcome)
-                    bars.finished(outcome)
-        _drain(queue, bars)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            execute_module.INTERRUPT_REQUESTED = True
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for request in requests:
+            outcomes.append(run_one(request, bars))
+            bars.finished(outcomes[-1])
+    except KeyboardInterrupt:
+        raise Interrupted(_in_request_order(requests, outcomes + _not_started(requests, outcomes))) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        execute_module.INTERRUPT_REQUESTED = False
     return outcomes
 
+
+# --- worker processes -----------------------------------------------------------------------------
+
+def _worker_main(connection) -> None:
+    """A worker: perform the runs sent over the pipe, one at a time, reporting progress back.
+
+    SIGINT is ignored here: Ctrl-C is the parent's to handle, so a KeyboardInterrupt in a worker
+    can only come from a method, and fails only its run.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    send = lambda *message: connection.send(message)
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            return
+        if request is None:
+            return
+        send("outcome", run_one(request, lambda event, label, n: send("progress", event, label, n)))
+
+
+class _Worker:
+    def __init__(self, context, runs: deque | None = None):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.runs: deque = runs if runs is not None else deque()
+        self.current: RunRequest | None = None
+        self.deadline: float | None = None
+
+    def dispatch(self, request: RunRequest, timeout: float | None) -> None:
+        self.current = request
+        self.deadline = time.monotonic() + SETUP_SECONDS + timeout * PREDICT_CHUNK if timeout else None
+        self.connection.send(request)
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
+
+
+def _death_message(process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _execute_processes(requests, workers: int, bars: ProgressBars, timeout: float | None) -> list[RunOutcome]:
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix safely
+    groups = deque(group_runs(requests))
+    pool = [_Worker(context) for _ in range(max(1, min(workers, len(groups))))]
+    outcomes: list[RunOutcome] = []
+
+    def finish(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        bars.finished(outcome)
+
+    def replace(worker: _Worker, message: str, cause: str) -> None:
+        request = worker.current
+        finish(RunOutcome(request.label, "failed", f"{request.label}: {message}", cause=cause))
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        worker.connection.close()
+        pool[pool.index(worker)] = _Worker(context, worker.runs)  # the rest of its runs go on
+
+    def receive(worker: _Worker) -> bool:
+        """Handle what the worker sent; False when its pipe closed (the worker died)."""
+        try:
+            while worker.connection.poll():
+                kind, *payload = worker.connection.recv()
+                if kind == "progress":
+                    event, label, number = payload
+                    bars(event, label, number)
+                    if timeout and event == "busy":
+                        worker.deadline = time.monotonic() + timeout * number
+                    elif timeout and event in ("advance", "end"):
+                        worker.deadline = time.monotonic() + SETUP_SECONDS
+                else:
+                    finish(payload[0])
+                    worker.current, worker.deadline = None, None
+        except (EOFError, OSError):
+            return False
+        return True
+
+    try:
+        while True:
+            for worker in pool:
+                if worker.current is None:
+                    if not worker.runs and groups:
+                        worker.runs = deque(groups.popleft())
+                    if worker.runs:
+                        worker.dispatch(worker.runs.popleft(), timeout)
+            busy = [worker for worker in pool if worker.current is not None]
+            if not busy:
+                break
+            wait([w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            for worker in busy:
+                alive = receive(worker) and worker.process.is_alive()
+                if worker.current is None:
+                    continue
+                if not alive:
+                    receive(worker)  # an outcome sent just before exiting still counts
+                    if worker.current is not None:
+                        replace(worker, f"the worker process died ({_death_message(worker.process)}) during this run; "
+                                        f"records written so far are kept and a rerun resumes", "worker")
+                elif worker.deadline is not None and time.monotonic() > worker.deadline:
+                    replace(worker, f"timed out: no episode finished within --timeout-per-episode {timeout:g} s "
+                                    f"(the method hangs?); its worker was stopped", "timeout")
+    except KeyboardInterrupt:
+        for worker in pool:
+            worker.process.kill()
+        for worker in pool:
+            if worker.current is not None:
+                outcomes.append(RunOutcome(worker.current.label, "interrupted", f"{worker.current.label}: interrupted"))
+        raise Interrupted(_in_request_order(requests, outcomes + _not_started(requests, outcomes))) from None
+    finally:
+        for worker in pool:
+            worker.stop()
+    return outcomes
+
+
+# --- dask -----------------------------------------------------------------------------------------
 
 def _execute_dask(requests, scheduler: str, workers: int, bars: ProgressBars) -> list[RunOutcome]:
     try:
@@ -127,9 +306,15 @@ def _execute_dask(requests, scheduler: str, workers: int, bars: ProgressBars) ->
         client = Client(scheduler)
     outcomes: list[RunOutcome] = []
     try:
-        futures = [client.submit(run_group, group, pure=False) for group in group_runs(requests)]
+        futures = {client.submit(run_group, group, pure=False): group for group in group_runs(requests)}
         for future in as_completed(futures):
-            for outcome in future.result():
+            try:
+                results = future.result()
+            except Exception as exc:  # a worker that died (KilledWorker) or a lost connection
+                results = [RunOutcome(r.label, "failed", f"{r.label}: the dask task of its group failed "
+                                      f"({type(exc).__name__}: {exc}); a rerun resumes it", cause="worker")
+                           for r in futures[future]]
+            for outcome in results:
                 outcomes.append(outcome)
                 bars.finished(outcome)
     finally:
@@ -137,3 +322,14 @@ def _execute_dask(requests, scheduler: str, workers: int, bars: ProgressBars) ->
         if cluster is not None:
             cluster.close()
     return outcomes
+
+
+def summary_line(outcomes: list[RunOutcome], where: str) -> str:
+    counts = {status: sum(o.status == status for o in outcomes)
+              for status in ("complete", "skipped", "locked", "failed", "interrupted")}
+    line = (f"{len(outcomes)} runs: {counts['complete']} completed, {counts['skipped']} already complete, "
+            f"{counts['locked']} skipped (being written by another process), {counts['failed']} failed")
+    if counts["interrupted"]:
+        line += f", {counts['interrupted']} interrupted or not started"
+    return line + f"; records under {where}"
+

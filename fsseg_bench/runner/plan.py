@@ -1,8 +1,9 @@
 """The run matrix: one `RunRequest` per (method, fold, shot, seed), and the identity of a run.
 
-A run's directory name is derived from a hash of what determines its records (protocol bytes,
-episode list, method and full config, checkpoint bytes, limit), so identical runs land in the
-same place and anything that changes the records lands elsewhere.
+A run's directory name is derived from a hash of what determines its records: protocol bytes,
+episode list, the data it reads (content hashes of those images and masks), method name, full
+config and code fingerprint, checkpoint bytes and limit. Identical runs land in the same place;
+anything that changes the records lands elsewhere, so a stale run is never reused.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class RunRequest:
     cache_mib: float = 512.0
     save_predictions: int = 8
     threads: int = 1
+    force: bool = False             # recompute even a complete run
+    allow_other_shot: bool = False  # accept a checkpoint trained at another shot (recorded, marked)
+    row_label: str | None = None    # the row label tables use for this configuration (run --label)
 
     @property
     def label(self) -> str:
@@ -54,10 +58,12 @@ def plan_runs(protocol: Protocol, methods: list[str], *, results_dir: str | Path
 
 
 def run_identity(protocol: Protocol, episode_list_sha256: str, method: str, config: dict,
-                 checkpoint_sha256: str | None, fold: int, shot: int, seed: int, limit: int | None) -> dict:
+                 checkpoint_sha256: str | None, fold: int, shot: int, seed: int, limit: int | None,
+                 data_sha256: str, code_sha256: str) -> dict:
     return {"record_format": RECORD_FORMAT, "protocol": protocol.name, "protocol_sha256": protocol.file_sha256,
-            "episode_list_sha256": episode_list_sha256, "method": method, "method_config": config,
-            "checkpoint_sha256": checkpoint_sha256, "fold": fold, "shot": shot, "seed": seed, "limit": limit}
+            "episode_list_sha256": episode_list_sha256, "data_sha256": data_sha256, "method": method,
+            "method_config": config, "code_sha256": code_sha256, "checkpoint_sha256": checkpoint_sha256,
+            "fold": fold, "shot": shot, "seed": seed, "limit": limit}
 
 
 def run_id(identity: dict) -> str:
@@ -66,4 +72,9 @@ def run_id(identity: dict) -> str:
 
 def run_dir(results_dir: str | Path, identity: dict) -> Path:
     name = f"fold{identity['fold']}-shot{identity['shot']}-seed{identity['seed']}-{run_id(identity)}"
-    return Path(results_dir) / "runs" / identity["protocol"] / identity["method"] / name
+    runs = Path(results_dir) / "runs"
+    directory = runs / identity["protocol"] / identity["method"] / name
+    # Protocol and method names are validated slugs; this guards the invariant all the same.
+    if ".." in directory.relative_to(runs).parts or len(directory.relative_to(runs).parts) != 3:
+        raise ValueError(f"run folder {directory} would lie outside {runs}")
+    return directory
