@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..paths import DATA_ENV_VAR, default_data_root
 from ..protocol import Protocol, episode_key
 from .synthetic import SyntheticConfig, write_synthetic_tree
-from .voc import ClassIndex, VocTree, load_class_index, locate_voc
+from .voc import ClassIndex, VocTree, load_class_index, locate_voc, read_split, split_fingerprint
 
 
 def synthetic_default_root(results_dir: Path) -> Path:
@@ -37,10 +37,14 @@ _INDEXES: dict[tuple[str, str, str], ClassIndex] = {}
 
 
 def class_index(tree: VocTree, split: str, results_dir: Path) -> ClassIndex:
-    """The split's class index; within one process it is checked against the files once."""
+    """The split's class index, memoised in this process but re-checked against the files (one stat
+    per file) on every call: a notebook, or a dask worker that outlives a command, never reads an
+    index of data that has changed since."""
     key = (str(tree.root), split, str(results_dir))
-    if key not in _INDEXES:
-        _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir))
+    memo = _INDEXES.get(key)
+    if memo is not None and memo.fingerprint == split_fingerprint(tree, split, read_split(tree, split)):
+        return memo
+    _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir))
     return _INDEXES[key]
 
 

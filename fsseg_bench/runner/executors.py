@@ -270,6 +270,7 @@ def _execute_processes(requests, workers: int, bars: ProgressBars, timeout: floa
                     continue
                 if not alive:
                     receive(worker)  # an outcome sent just before exiting still counts
+                    worker.process.join(timeout=10)  # for its exit code
                     if worker.current is not None:
                         replace(worker, f"the worker process died ({_death_message(worker.process)}) during this run; "
                                         f"records written so far are kept and a rerun resumes", "worker")
