@@ -568,3 +568,27 @@ def test_a_corrupt_image_body_fails_each_run_once_with_exit_2(tiny_voc, tiny_pro
     assert code == 2 and "Traceback" not in err
     assert len(failures) == 2 and len(err.strip().splitlines()) == 2, err  # one line per run, printed once
     assert all("unreadable or corrupt image" in line for line in failures)
+
+
+def test_force_recomputes_and_runs_shows_every_state(tiny_voc, tiny_protocol, tmp_path, capsys):
+    results = tmp_path / "results"
+    args = ["--method", "support-copy", "--seed", "5", "6"]
+    assert tiny_run(capsys, tiny_voc, tiny_protocol, results, *args)[0] == 0
+    first, second = run_folders(results, "support-copy")
+    before = without_seconds(first / "records.jsonl")
+    code, out, _ = tiny_run(capsys, tiny_voc, tiny_protocol, results, *args, "--force")
+    assert code == 0 and "2 completed, 0 already complete" in out
+    assert without_seconds(first / "records.jsonl") == before
+    assert json.loads((first / "run.json").read_text())["forced"] is True
+    info = json.loads((second / "run.json").read_text())
+    info["status"] = "running"  # as a crashed run leaves it
+    (second / "run.json").write_text(json.dumps(info))
+    held = acquire_lock(first)
+    try:
+        code, out, _ = cli(capsys, "runs", "--results", results)
+    finally:
+        held.release()
+    states = {line.split()[-1]: line for line in out.splitlines() if line.startswith("tiny ")}
+    assert f"running (locked by pid {os.getpid()} on" in states[first.name]
+    assert " incomplete " in states[second.name] and "6/6" in states[second.name]
+    assert out.strip().splitlines()[-1] == "2 runs: 1 incomplete, 1 running; 0 stale for the current code or data"

@@ -62,10 +62,9 @@ def group_runs(requests: list[RunRequest]) -> list[list[RunRequest]]:
     return list(groups.values())
 
 
-def run_group(requests: list[RunRequest], queue=None) -> list[RunOutcome]:
+def run_group(requests: list[RunRequest]) -> list[RunOutcome]:
     """Perform a group of runs in order (dask's unit of work)."""
-    report = (lambda event, label, n: queue.put((event, label, n))) if queue is not None else None
-    return [run_one(request, report) for request in requests]
+    return [run_one(request) for request in requests]
 
 
 class ProgressBars:
