@@ -78,3 +78,19 @@ def tiny_fold0_tree(root: Path) -> Path:
     }
     ids = list(masks)
     return write_voc_tree(root, masks, {"val": ids, "train": ids}, grayscale={"img_b", "img_d"})
+
+
+# A protocol over `tiny_fold0_tree`: fold 0, 1 shot, 16x16 inputs.
+TINY_PROTOCOL = """
+name = "tiny"
+dataset = "pascal-voc"
+split = "val"
+train_split = "train"
+folds = [0]
+shots = [1]
+episodes = 6
+seeds = [5]
+query_sampling = "class-uniform"
+image_size = [16, 16]
+score_at = "resized"
+"""

@@ -12,20 +12,8 @@ from fsseg_bench.data.source import episode_list_for
 from fsseg_bench.data.voc import locate_voc
 from fsseg_bench.episodes import EpisodeSpec, write_episode_list
 from fsseg_bench.protocol import load_protocol
+from helpers import TINY_PROTOCOL
 
-TINY_PROTOCOL = """
-name = "tiny"
-dataset = "pascal-voc"
-split = "val"
-train_split = "train"
-folds = [0]
-shots = [1]
-episodes = 6
-seeds = [5]
-query_sampling = "class-uniform"
-image_size = [16, 16]
-score_at = "resized"
-"""
 
 
 @pytest.fixture

@@ -23,21 +23,9 @@ from fsseg_bench.data.png import write_mask_png
 from fsseg_bench.data.voc import locate_voc
 from fsseg_bench.episodes import EpisodeSpec, write_episode_list
 from fsseg_bench.runner.store import LOCK, RunLocked, acquire_lock
+from helpers import TINY_PROTOCOL as TINY
 
-TINY_PROTOCOL = """
-name = "tiny"
-dataset = "pascal-voc"
-split = "val"
-train_split = "train"
-folds = [0]
-shots = [1]
-episodes = 6
-seeds = [5, 6]
-query_sampling = "class-uniform"
-image_size = [16, 16]
-score_at = "resized"
-backbone = "smallcnn"
-"""
+TINY_PROTOCOL = TINY.replace("seeds = [5]", "seeds = [5, 6]") + 'backbone = "smallcnn"\n'
 
 EDITED_PLUGIN = '''
 import torch
