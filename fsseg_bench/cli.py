@@ -186,6 +186,9 @@ def cmd_run(args) -> int:
             data_root=str(Path(args.data_root).resolve()) if args.data_root else None, limit=args.limit,
             device=args.device, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
             use_cache=not args.no_cache, cache_mib=args.cache_mib, save_predictions=args.save_predictions,
+            feature_store=str(Path(args.feature_store).resolve()) if args.feature_store else None,
+            feature_store_gib=args.feature_store_gib, statistics_mib=args.statistics_mib,
+            encode_batch=args.encode_batch,
             threads=args.threads, force=args.force, allow_other_shot=args.allow_other_shot, row_label=args.label)
     where = args.results / "runs" / protocol.name
     try:
@@ -378,7 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--scheduler", default=None, help="dask scheduler address, or 'local' for a LocalCluster")
     p.add_argument("--cache-mib", type=float, default=512.0, help="feature cache cap per worker (MiB)")
-    p.add_argument("--no-cache", action="store_true", help="encode every image in every episode")
+    p.add_argument("--no-cache", action="store_true", help="encode every image in every episode (no memory or disk tier)")
+    p.add_argument("--feature-store", default=None, metavar="DIR",
+                   help="disk feature store shared by workers and later commands (default: RESULTS/cache/features)")
+    p.add_argument("--feature-store-gib", type=float, default=50.0,
+                   help="cap of the disk feature store; least recently used entries go past it (0: no store)")
+    p.add_argument("--statistics-mib", type=float, default=64.0,
+                   help="per-worker cache of support statistics, apart from the features (MiB)")
+    p.add_argument("--encode-batch", type=int, default=1,
+                   help="images encoded together (for GPUs; 1 keeps CPU records bitwise reproducible)")
     p.add_argument("--save-predictions", type=int, default=8, help="predicted masks saved per run")
     p.add_argument("--plugin", action="append", default=[])
     p.add_argument("--quiet", action="store_true")

@@ -48,5 +48,8 @@ class LRUCache:
             self.bytes -= evicted
         return value
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.voc import VocTree, read_pair
+from .data.voc import VocTree, image_size, read_image, read_mask, read_pair
+from .errors import InputError
 from .episode import Episode, binary_mask
 from .episodes import EpisodeSpec
 from .lru import LRUCache
@@ -25,30 +26,52 @@ PAD_LABEL = 255
 
 
 @dataclass(frozen=True)
-class PreparedImage:
-    image: torch.Tensor            # [3,H,W] float32, normalised
+class PreparedLabel:
     label: torch.Tensor            # [H,W] uint8 class indices at input resolution (255 = void/pad)
     original_label: np.ndarray     # [H0,W0] uint8, for scoring at the original resolution
     content_size: tuple[int, int]  # (h, w) of the resized image inside the padded input
 
 
-def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int], mode: str):
-    """-> (image uint8 [H,W,3], label uint8 [H,W], content (h, w))."""
+@dataclass(frozen=True)
+class PreparedImage(PreparedLabel):
+    image: torch.Tensor = None     # [3,H,W] float32, normalised
+
+
+def content_size(shape: tuple[int, int], size: tuple[int, int], mode: str) -> tuple[int, int]:
+    """(h, w) of the resized image inside the [H, W] input."""
     height, width = size
     if mode == "stretch":
-        content = (height, width)
-    else:  # longer-side-pad
-        scale = max(height, width) / max(image.shape[:2])
-        content = (min(height, round(image.shape[0] * scale)), min(width, round(image.shape[1] * scale)))
+        return height, width
+    scale = max(height, width) / max(shape)  # longer-side-pad
+    return min(height, round(shape[0] * scale)), min(width, round(shape[1] * scale))
+
+
+def _pad(array: np.ndarray, size: tuple[int, int], fill: int) -> np.ndarray:
+    if array.shape[:2] == tuple(size):
+        return array
+    padded = np.full((*size, *array.shape[2:]), fill, dtype=array.dtype)
+    padded[:array.shape[0], :array.shape[1]] = array
+    return padded
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """-> (uint8 [H,W,3] bilinear, padded with 0 outside the content; content (h, w))."""
+    content = content_size(image.shape[:2], size, mode)
     resized = np.asarray(Image.fromarray(image).resize(content[::-1], Image.BILINEAR))
-    resized_label = np.asarray(Image.fromarray(label).resize(content[::-1], Image.NEAREST))
-    if content == (height, width):
-        return resized, resized_label, content
-    padded = np.zeros((height, width, 3), dtype=np.uint8)
-    padded_label = np.full((height, width), PAD_LABEL, dtype=np.uint8)
-    padded[:content[0], :content[1]] = resized
-    padded_label[:content[0], :content[1]] = resized_label
-    return padded, padded_label, content
+    return _pad(resized, size, 0), content
+
+
+def resize_label(label: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """-> (uint8 [H,W] nearest, padded with 255; content (h, w))."""
+    content = content_size(label.shape, size, mode)
+    resized = np.asarray(Image.fromarray(label).resize(content[::-1], Image.NEAREST))
+    return _pad(resized, size, PAD_LABEL), content
+
+
+def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int], mode: str):
+    """-> (image uint8 [H,W,3], label uint8 [H,W], content (h, w))."""
+    resized, content = resize_image(image, size, mode)
+    return resized, resize_label(label, size, mode)[0], content
 
 
 def normalise(image: np.ndarray, content: tuple[int, int] | None = None) -> torch.Tensor:
@@ -60,21 +83,66 @@ def normalise(image: np.ndarray, content: tuple[int, int] | None = None) -> torc
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
+def prepare_label(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedLabel:
+    """The label alone (the image is only opened for its size): what scoring and support masks need."""
+    label = read_mask(tree.mask_path(image_id))
+    height, width = image_size(tree.image_path(image_id))
+    if (height, width) != label.shape:
+        raise InputError(f"{tree.mask_path(image_id)}: mask size {label.shape[1]}x{label.shape[0]} != image size "
+                         f"{width}x{height} of {tree.image_path(image_id)}")
+    resized, content = resize_label(label, protocol.image_size, protocol.resize)
+    return PreparedLabel(torch.from_numpy(resized.copy()), label, content)
+
+
+def prepare_image_tensor(tree: VocTree, image_id: str, protocol: Protocol) -> torch.Tensor:
+    """The normalised input image alone (what an encoder needs)."""
+    resized, content = resize_image(read_image(tree.image_path(image_id)), protocol.image_size, protocol.resize)
+    return normalise(resized, content)
+
+
 def prepare_image(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedImage:
     image, label = read_pair(tree, image_id)
     resized, resized_label, content = resize_pair(image, label, protocol.image_size, protocol.resize)
-    return PreparedImage(normalise(resized, content), torch.from_numpy(resized_label.copy()), label, content)
+    return PreparedImage(torch.from_numpy(resized_label.copy()), label, content, normalise(resized, content))
 
 
 class ImageLoader:
-    """Prepared images by id, memoised in a byte-bounded LRU (an id recurs across many episodes)."""
+    """Prepared labels and images by id, each memoised in its own byte-bounded LRU: labels are small
+    and needed by every episode, images only to encode (or by methods without a frozen encoder)."""
 
-    def __init__(self, tree: VocTree, protocol: Protocol, cache_mib: float = 256):
+    def __init__(self, tree: VocTree, protocol: Protocol, cache_mib: float = 256, label_cache_mib: float = 128):
         self.tree, self.protocol = tree, protocol
         self.cache = LRUCache(int(cache_mib * 2**20))
+        self.labels = LRUCache(int(label_cache_mib * 2**20))
+
+    def label(self, image_id: str) -> PreparedLabel:
+        return self.labels.get_or_compute(image_id, lambda: prepare_label(self.tree, image_id, self.protocol))
+
+    def image(self, image_id: str) -> torch.Tensor:
+        return self.cache.get_or_compute(image_id, lambda: prepare_image_tensor(self.tree, image_id, self.protocol))
 
     def __call__(self, image_id: str) -> PreparedImage:
-        return self.cache.get_or_compute(image_id, lambda: prepare_image(self.tree, image_id, self.protocol))
+        label = self.label(image_id)
+        return PreparedImage(label.label, label.original_label, label.content_size, self.image(image_id))
+
+
+def placeholder_images(count: int, size: tuple[int, int]) -> torch.Tensor:
+    """[count,3,H,W] NaN without memory (a zero-stride view): a frozen-encoder method sees images only
+    through `encode`, and any accidental use of these turns its scores NaN, which fails the run."""
+    return torch.full((), float("nan")).expand(count, 3, *size)
+
+
+def build_feature_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol) -> tuple[Episode, list[PreparedLabel]]:
+    """An episode for the frozen-encoder path: real support masks, placeholder images (the runner
+    gives the method features or statistics instead), and the prepared query labels for scoring."""
+    supports = [load.label(i) for i in spec.support]
+    queries = [load.label(i) for i in spec.query]
+    masks = binary_mask(torch.stack([p.label for p in supports]), spec.class_id,
+                        protocol.support_ignore == "background")
+    episode = Episode(class_id=spec.class_id, support_images=placeholder_images(len(supports), protocol.image_size),
+                      support_masks=masks, query_images=placeholder_images(len(queries), protocol.image_size),
+                      query_masks=None, support_ids=spec.support, query_ids=spec.query)
+    return episode, queries
 
 
 def build_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol,

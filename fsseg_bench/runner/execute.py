@@ -21,11 +21,12 @@ from ..episodes import EpisodeSpec
 from ..errors import InputError
 from ..fingerprints import code_fingerprint, data_fingerprint
 from ..metrics import COUNT_COLUMNS, episode_counts
-from ..preprocess import ImageLoader, PreparedImage, build_episode
+from ..preprocess import ImageLoader, PreparedLabel, build_episode, build_feature_episode
 from ..prototypes import upsample_scores
 from ..protocol import Protocol, load_protocol
 from ..registry import MethodEntry, accepted_options, create_method, get_entry, load_methods
 from ..training import final_checkpoint
+from .feature_store import FeatureStore
 from .features import FeatureCache
 from .plan import RunRequest, run_dir, run_id, run_identity
 from .provenance import software
@@ -58,7 +59,7 @@ INTERRUPT_REQUESTED = False
 
 # Per-process state, kept across the runs a worker performs: decoded images and encoder features.
 _IMAGE_LOADERS: dict[tuple, ImageLoader] = {}
-_FEATURE_CACHES: dict[float, FeatureCache] = {}
+_FEATURE_CACHES: dict[tuple, FeatureCache] = {}
 _METHODS: dict[tuple, object] = {}
 _PROVENANCE: dict[tuple, dict] = {}
 
@@ -85,11 +86,19 @@ def _image_loader(tree, protocol) -> ImageLoader:
     return _IMAGE_LOADERS[key]
 
 
-def feature_cache(cache_mib: float) -> FeatureCache:
-    if cache_mib not in _FEATURE_CACHES:
+def feature_store_dir(request: RunRequest) -> Path:
+    return Path(request.feature_store) if request.feature_store else Path(request.results_dir) / "cache" / "features"
+
+
+def feature_cache(request: RunRequest) -> FeatureCache:
+    """This worker's feature cache (memory tier, disk store, statistics), kept across its runs."""
+    key = (request.cache_mib, request.statistics_mib, str(feature_store_dir(request)), request.feature_store_gib)
+    if key not in _FEATURE_CACHES:
         _FEATURE_CACHES.clear()
-        _FEATURE_CACHES[cache_mib] = FeatureCache(cache_mib)
-    return _FEATURE_CACHES[cache_mib]
+        store = (FeatureStore(feature_store_dir(request), int(request.feature_store_gib * 2**30))
+                 if request.feature_store_gib > 0 else None)
+        _FEATURE_CACHES[key] = FeatureCache(request.cache_mib, store, request.statistics_mib)
+    return _FEATURE_CACHES[key]
 
 
 def _provenance(path: Path) -> dict:
@@ -131,8 +140,14 @@ def validate_request(request: RunRequest, protocol: Protocol) -> None:
     for flag, value, minimum in checks:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise InputError(f"{flag} {value}: expected an integer >= {minimum}")
-    if not (isinstance(request.cache_mib, (int, float)) and math.isfinite(request.cache_mib) and request.cache_mib > 0):
-        raise InputError(f"--cache-mib {request.cache_mib}: expected a positive number of MiB")
+    for flag, value in (("--cache-mib", request.cache_mib), ("--statistics-mib", request.statistics_mib)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise InputError(f"{flag} {value}: expected a positive number of MiB")
+    if not (isinstance(request.feature_store_gib, (int, float)) and math.isfinite(request.feature_store_gib)
+            and request.feature_store_gib >= 0):
+        raise InputError(f"--feature-store-gib {request.feature_store_gib}: expected a number of GiB >= 0 (0: no store)")
+    if isinstance(request.encode_batch, bool) or not isinstance(request.encode_batch, int) or request.encode_batch < 1:
+        raise InputError(f"--encode-batch {request.encode_batch}: expected an integer >= 1")
 
 
 def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path | None:
@@ -184,7 +199,7 @@ def sample_indices(n_episodes: int, count: int) -> set[int]:
     return {int(i) for i in np.linspace(0, n_episodes - 1, min(count, n_episodes)).round()}
 
 
-def scoring_label(prepared: PreparedImage, class_id: int, protocol) -> np.ndarray:
+def scoring_label(prepared: PreparedLabel, class_id: int, protocol) -> np.ndarray:
     """The query's binary label {0, 1, ignore} at the protocol's scoring resolution."""
     label = prepared.original_label if protocol.score_at == "original" else prepared.label.numpy()
     binary = (label == class_id).astype(np.uint8)
@@ -192,7 +207,7 @@ def scoring_label(prepared: PreparedImage, class_id: int, protocol) -> np.ndarra
     return binary
 
 
-def scoring_prediction(scores: torch.Tensor, prepared: PreparedImage, protocol) -> torch.Tensor:
+def scoring_prediction(scores: torch.Tensor, prepared: PreparedLabel, protocol) -> torch.Tensor:
     """The binary prediction at the scoring resolution (for `original`: crop the padding, resize back)."""
     if protocol.score_at == "original":
         h, w = prepared.content_size
@@ -271,6 +286,20 @@ def _run_one(request: RunRequest, progress: Progress) -> RunOutcome:
         lock.release()
 
 
+def encode_in_batches(method, cache: FeatureCache, encoder_key: tuple, load: ImageLoader,
+                      episodes: list[EpisodeSpec], image_sha256: dict, request: RunRequest) -> None:
+    """Encode the run's images that no tier holds yet, `encode_batch` at a time (for accelerators,
+    where one image at a time leaves the device idle). Batched convolutions may round differently
+    from one-at-a-time ones, so on a GPU records are reproducible per (device, batch size)."""
+    needed = list(dict.fromkeys(i for spec in episodes for i in (*spec.query, *spec.support)))
+    missing = [i for i in needed if not cache.contains(encoder_key, image_sha256[i])]
+    for start in range(0, len(missing), request.encode_batch):
+        ids = missing[start:start + request.encode_batch]
+        features = method.encode(torch.stack([load.image(i) for i in ids]).to(request.device))
+        for image_id, value in zip(ids, features):
+            cache.put(encoder_key, image_sha256[image_id], value[None])
+
+
 def matching_prefix(records: list[dict], episodes: list[EpisodeSpec]) -> int:
     """How many leading records belong to these episodes (same index, class, query and supports)."""
     for position, (record, spec) in enumerate(zip(records, episodes)):
@@ -310,12 +339,18 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "feature_cache": request.use_cache and method.frozen_encoder,
         "started": previous.get("started", started), "resumed_at": [*previous.get("resumed_at", []), keep] if keep else [],
         "repaired": repaired, "forced": request.force, "save_predictions": request.save_predictions,
+        "feature_store": (str(feature_store_dir(request).resolve())
+                          if request.use_cache and method.frozen_encoder and request.feature_store_gib > 0 else None),
+        "encode_batch": request.encode_batch,
     }
     write_run_json(directory, run_info)
     done = keep
 
     load = _image_loader(prepared.tree, protocol)
-    cache = feature_cache(request.cache_mib) if request.use_cache and method.frozen_encoder else None
+    cache = feature_cache(request) if request.use_cache and method.frozen_encoder else None
+    passes_before = cache.encoder_passes if cache is not None else 0
+    uncached_passes = 0
+    image_sha256 = {image_id: files[0] for image_id, files in prepared.index.file_sha256.items()}
     # The encoder is determined by the method, its full config (seeded init, weights path), its code
     # and its checkpoint; the input by the preprocessing.
     encoder_key = (identity["method"], json.dumps(identity["method_config"], sort_keys=True, default=str),
@@ -328,44 +363,55 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     progress("advance", request.label, done)
     began = time.perf_counter()
 
-    def encoded(image_id: str, image: torch.Tensor) -> torch.Tensor:
-        compute = lambda: method.encode(image[None].to(request.device))
-        return cache.features(encoder_key, image_id, compute) if cache is not None else compute()
+    def encoded(image_id: str) -> torch.Tensor:
+        # The image is decoded only when it must be encoded: a hit costs no JPEG decode.
+        compute = lambda: method.encode(load.image(image_id)[None].to(request.device))
+        if cache is not None:
+            return cache.features(encoder_key, image_sha256[image_id], compute).to(request.device)
+        nonlocal uncached_passes
+        uncached_passes += 1
+        return compute()
 
     statistic_key = (*encoder_key, "support-statistic", protocol.support_ignore)
 
-    def statistic(image_id: str, class_id: int, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        compute = lambda: method.support_statistic(encoded(image_id, image), mask)
-        return cache.features((*statistic_key, class_id), image_id, compute) if cache is not None else compute()
+    def statistic(image_id: str, class_id: int, mask: torch.Tensor) -> torch.Tensor:
+        compute = lambda: method.support_statistic(encoded(image_id), mask)
+        if cache is not None:
+            return cache.statistic((*statistic_key, class_id, image_sha256[image_id]), compute)
+        return compute()
 
     remaining = episodes[done:]
+    if cache is not None and request.encode_batch > 1:
+        with torch.no_grad():
+            encode_in_batches(method, cache, encoder_key, load, remaining, image_sha256, request)
     try:
         for start in range(0, len(remaining), PREDICT_CHUNK):
             tick = time.perf_counter()
             chunk = remaining[start:start + PREDICT_CHUNK]
             progress("busy", request.label, len(chunk))
-            built = [build_episode(spec, load, protocol, with_query_masks=False) for spec in chunk]
-            visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
             with torch.no_grad():
                 if method.frozen_encoder:
-                    # Every image is encoded alone (cached or not), then the chunk is predicted at
-                    # once: the cached and uncached paths compute bitwise-identical scores.
-                    query = torch.cat([encoded(i, x) for spec, e in zip(chunk, visible)
-                                       for i, x in zip(spec.query, e.query_images)])
+                    # Episodes carry masks and sizes; images enter only through the encoder. Every
+                    # image is encoded alone (cached or not), then the chunk is predicted at once:
+                    # the cached and uncached paths compute bitwise-identical scores.
+                    built = [build_feature_episode(spec, load, protocol) for spec in chunk]
+                    visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
+                    query = torch.cat([encoded(i) for spec in chunk for i in spec.query])
                     query = query.view(len(chunk), -1, *query.shape[1:])
                     if method.support_statistics:
                         # Supports enter as their cached per-(image, class) statistics.
-                        stats = torch.stack([statistic(i, spec.class_id, x, m) for spec, e in zip(chunk, visible)
-                                             for i, x, m in zip(spec.support, e.support_images, e.support_masks)])
+                        stats = torch.stack([statistic(i, spec.class_id, m) for spec, e in zip(chunk, visible)
+                                             for i, m in zip(spec.support, e.support_masks)])
                         all_scores = method.predict_from_statistics(
                             visible, stats.view(len(chunk), -1, *stats.shape[1:]), query)
                     else:
                         # One copy per chunk into [B, S, C, h, w] (VGG16 features: 128 KB an image).
-                        support = torch.cat([encoded(i, x) for spec, e in zip(chunk, visible)
-                                             for i, x in zip(spec.support, e.support_images)])
+                        support = torch.cat([encoded(i) for spec in chunk for i in spec.support])
                         all_scores = method.predict_batch_from_features(
                             visible, support.view(len(chunk), -1, *support.shape[1:]), query)
                 else:
+                    built = [build_episode(spec, load, protocol, with_query_masks=False) for spec in chunk]
+                    visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
                     all_scores = [method.predict(e) for e in visible]
             if len(all_scores) != len(chunk):  # zip would silently drop the episodes without a result
                 raise RunFailure(f"{request.label} episodes {chunk[0].index}..{chunk[-1].index}: the method returned "
@@ -391,7 +437,9 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     if problem:  # never mark complete what is not
         raise RunFailure(f"{request.label}: records failed verification after the run ({problem})")
     wall = time.perf_counter() - began
+    passes = (cache.encoder_passes - passes_before) if cache is not None else uncached_passes
     run_info.update(status="complete", finished=datetime.now(timezone.utc).isoformat(),
-                    wall_seconds=round(wall + previous.get("wall_seconds", 0.0), 3))
+                    wall_seconds=round(wall + previous.get("wall_seconds", 0.0), 3),
+                    encoder_passes=passes + previous.get("encoder_passes", 0))
     write_run_json(directory, run_info)
     return RunOutcome(request.label, "complete", "", str(directory), len(episodes))

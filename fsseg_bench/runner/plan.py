@@ -36,6 +36,10 @@ class RunRequest:
     plugins: tuple[str, ...] = ()
     use_cache: bool = True
     cache_mib: float = 512.0
+    feature_store: str | None = None   # folder of the disk feature store (default: <results>/cache/features)
+    feature_store_gib: float = 50.0    # its cap; 0 disables the store
+    statistics_mib: float = 64.0       # the support-statistics LRU, apart from the features'
+    encode_batch: int = 1              # images encoded together on an accelerator (1 on the CPU: bitwise determinism)
     save_predictions: int = 8
     threads: int = 1
     force: bool = False             # recompute even a complete run
