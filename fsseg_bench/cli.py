@@ -207,8 +207,12 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from .runner.bench import bench
 
-    report = bench(method=args.method, backbone=args.backbone, uncached_episodes=args.uncached_episodes,
-                   threads=args.threads, data_root=args.data_root, results_dir=args.results)
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {args.device}: CUDA is not available on this machine")
+    report = bench(method=args.method, backbone=args.backbone, quick=args.quick, threads=args.threads,
+                   device=args.device, keep=args.keep)
     print(report.table())
     return 0
 
@@ -410,13 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="skip the code and data staleness checks")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("bench", help="measure the runner on the synthetic protocol (cache, floor, memory)")
+    p = sub.add_parser("bench", help="measure the runner at PANet's real scale: reference loop, floor, full matrix, memory")
     p.add_argument("--method", default="panet-init", help="a frozen-encoder method")
     p.add_argument("--backbone", default="vgg16", help="vgg16 (PANet's encoder) or smallcnn")
-    p.add_argument("--uncached-episodes", type=int, default=40)
+    p.add_argument("--quick", action="store_true", help="the 64x64 synthetic stand-in, a few minutes less")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, as each runner worker)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--results", type=Path, default=None, help="scratch folder (default: a new temporary one)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--keep", type=Path, default=None, help="keep the scratch tree, runs and feature store here")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("table", help="paper-style table (markdown, LaTeX, CSV) or an ablation")

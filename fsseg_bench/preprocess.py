@@ -118,7 +118,10 @@ class ImageLoader:
     def label(self, image_id: str) -> PreparedLabel:
         return self.labels.get_or_compute(image_id, lambda: prepare_label(self.tree, image_id, self.protocol))
 
-    def image(self, image_id: str) -> torch.Tensor:
+    def image(self, image_id: str, keep: bool = True) -> torch.Tensor:
+        """The normalised image; `keep=False` for an image needed once (to encode it into a store)."""
+        if not keep and image_id not in self.cache:
+            return prepare_image_tensor(self.tree, image_id, self.protocol)
         return self.cache.get_or_compute(image_id, lambda: prepare_image_tensor(self.tree, image_id, self.protocol))
 
     def __call__(self, image_id: str) -> PreparedImage:

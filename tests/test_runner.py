@@ -244,18 +244,32 @@ def test_missing_checkpoint_for_a_trainable_method(synthetic_root, tmp_path, cap
     assert err.startswith("fsseg-bench: error: no checkpoint for panet fold 0 shot 1 seed 1234: run `fsseg-bench train")
 
 
-def test_bench_reports_every_measure(synthetic_root, tmp_path):
-    from fsseg_bench.runner.bench import bench
+def test_bench_reports_every_measure(tmp_path):
+    from fsseg_bench.runner.bench import BenchSettings, bench
 
-    report = bench(method="panet-init", backbone="smallcnn", uncached_episodes=4, data_root=synthetic_root,
-                   results_dir=tmp_path)
-    assert (report.episodes, report.runs, report.distinct_images) == (8000, 40, 240)
-    assert report.uncached_sample_episodes == 4 and report.floor_seconds > 0 and report.cached_seconds > 0
+    settings = BenchSettings("tiny", 40, 60, 80, 32, 24, (1, 2), 3)
+    report = bench(method="panet-init", backbone="smallcnn", settings=settings, keep=tmp_path)
+    assert report.runs == 4 and report.episodes_per_shot == 48
+    # Each distinct image of the whole matrix (both shots, both seeds) was encoded exactly once.
+    lists = list(tmp_path.glob("results/episodes/bench-tiny/*.jsonl"))
+    ids = {i for path in lists for line in path.read_text().splitlines()
+           for key in ("query", "support") for i in json.loads(line)[key]}
+    assert len(lists) == 4 and report.distinct_images == len(ids) == report.encoder_passes
+    assert report.uncached_identical
+    assert report.max_count_difference <= 2  # the literal loop computes the same, up to float rounding
+    assert set(report.reference_seconds_per_episode) == {1, 5} and report.floor_seconds > 0
     assert 0 < report.rss_quarter_mib <= report.peak_rss_mib
     table = report.table()
-    for row in ("floor: encode each image once", "speed-up from the cache", "full cached run / floor", "peak RSS"):
+    for row in ("reference loop, 5-shot", "floor: each distinct image", "full matrix / floor", "encoder passes",
+                "largest count difference", "peak RSS"):
         assert row in table
-    # The cached run wrote complete records for every run of the protocol.
-    runs = list(tmp_path.glob("runs/synthetic5i/panet-init/*/run.json"))
-    full = [json.loads(p.read_text()) for p in runs if json.loads(p.read_text())["limit"] is None]
-    assert len(full) == 40 and all(r["status"] == "complete" and r["n_episodes"] == 200 for r in full)
+
+
+def test_bench_leaves_no_scratch_behind(monkeypatch, tmp_path):
+    from fsseg_bench.runner.bench import BenchSettings, bench
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    bench(backbone="smallcnn", settings=BenchSettings("tiny", 40, 60, 80, 32, 4, (1,), 1))
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..episodes import (EpisodeSpec, check_pin, committed_episode_path, episodes_to_bytes, generate_episode_list,
@@ -34,6 +35,19 @@ def cache_dir(results_dir: Path) -> Path:
 
 
 _INDEXES: dict[tuple[str, str, str], ClassIndex] = {}
+_CHECKED: set | None = None  # inside `one_look_at_the_data`: splits already checked against the files
+
+
+@contextmanager
+def one_look_at_the_data():
+    """Within this block each split is checked against its files once (e.g. while every request of
+    a command is checked up front), not once per call."""
+    global _CHECKED
+    outer, _CHECKED = _CHECKED, set() if _CHECKED is None else _CHECKED
+    try:
+        yield
+    finally:
+        _CHECKED = outer
 
 
 def class_index(tree: VocTree, split: str, results_dir: Path) -> ClassIndex:
@@ -42,9 +56,12 @@ def class_index(tree: VocTree, split: str, results_dir: Path) -> ClassIndex:
     index of data that has changed since."""
     key = (str(tree.root), split, str(results_dir))
     memo = _INDEXES.get(key)
-    if memo is not None and memo.fingerprint == split_fingerprint(tree, split, read_split(tree, split)):
+    if memo is not None and _CHECKED is not None and key in _CHECKED:
         return memo
-    _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir))
+    if memo is None or memo.fingerprint != split_fingerprint(tree, split, read_split(tree, split)):
+        _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir))
+    if _CHECKED is not None:
+        _CHECKED.add(key)
     return _INDEXES[key]
 
 

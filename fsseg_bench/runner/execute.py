@@ -300,6 +300,25 @@ def encode_in_batches(method, cache: FeatureCache, encoder_key: tuple, load: Ima
             cache.put(encoder_key, image_sha256[image_id], value[None])
 
 
+# Episodes predicted in one call hold at most this many bytes of query features: batching saves
+# per-call overhead on small maps, while large ones (VGG16 at 417x417: 5.75 MB) go one at a time
+# as views, with no copy into a batch.
+PREDICT_GROUP_BYTES = 8 * 2**20
+
+
+def predict_groups(chunk: list[EpisodeSpec], encoded) -> list[list[int]]:
+    """Positions of the chunk's episodes, grouped for prediction calls by PREDICT_GROUP_BYTES."""
+    first = encoded(chunk[0].query[0])
+    per_episode = first.element_size() * first.nelement() * len(chunk[0].query)
+    size = max(1, min(len(chunk), PREDICT_GROUP_BYTES // max(1, per_episode)))
+    return [list(range(start, min(start + size, len(chunk)))) for start in range(0, len(chunk), size)]
+
+
+def batch_of(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """[B, ...] from B tensors: a view when there is one (no copy of a large feature map)."""
+    return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)
+
+
 def matching_prefix(records: list[dict], episodes: list[EpisodeSpec]) -> int:
     """How many leading records belong to these episodes (same index, class, query and supports)."""
     for position, (record, spec) in enumerate(zip(records, episodes)):
@@ -364,8 +383,9 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     began = time.perf_counter()
 
     def encoded(image_id: str) -> torch.Tensor:
-        # The image is decoded only when it must be encoded: a hit costs no JPEG decode.
-        compute = lambda: method.encode(load.image(image_id)[None].to(request.device))
+        # The image is decoded only when it must be encoded (once, with the store), so it is not
+        # kept in memory afterwards.
+        compute = lambda: method.encode(load.image(image_id, keep=cache is None)[None].to(request.device))
         if cache is not None:
             return cache.features(encoder_key, image_sha256[image_id], compute).to(request.device)
         nonlocal uncached_passes
@@ -396,19 +416,19 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                     # the cached and uncached paths compute bitwise-identical scores.
                     built = [build_feature_episode(spec, load, protocol) for spec in chunk]
                     visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
-                    query = torch.cat([encoded(i) for spec in chunk for i in spec.query])
-                    query = query.view(len(chunk), -1, *query.shape[1:])
-                    if method.support_statistics:
-                        # Supports enter as their cached per-(image, class) statistics.
-                        stats = torch.stack([statistic(i, spec.class_id, m) for spec, e in zip(chunk, visible)
-                                             for i, m in zip(spec.support, e.support_masks)])
-                        all_scores = method.predict_from_statistics(
-                            visible, stats.view(len(chunk), -1, *stats.shape[1:]), query)
-                    else:
-                        # One copy per chunk into [B, S, C, h, w] (VGG16 features: 128 KB an image).
-                        support = torch.cat([encoded(i) for spec in chunk for i in spec.support])
-                        all_scores = method.predict_batch_from_features(
-                            visible, support.view(len(chunk), -1, *support.shape[1:]), query)
+                    all_scores = []
+                    for group in predict_groups(chunk, encoded):
+                        members = [visible[j] for j in group]
+                        query = batch_of([torch.cat([encoded(i) for i in chunk[j].query]) for j in group])
+                        if method.support_statistics:
+                            # Supports enter as their cached per-(image, class) statistics.
+                            stats = torch.stack([torch.stack([statistic(i, chunk[j].class_id, m) for i, m in
+                                                              zip(chunk[j].support, visible[j].support_masks)])
+                                                 for j in group])
+                            all_scores += list(method.predict_from_statistics(members, stats, query))
+                        else:
+                            support = batch_of([torch.cat([encoded(i) for i in chunk[j].support]) for j in group])
+                            all_scores += list(method.predict_batch_from_features(members, support, query))
                 else:
                     built = [build_episode(spec, load, protocol, with_query_masks=False) for spec in chunk]
                     visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]

@@ -25,6 +25,7 @@ import time
 from collections import defaultdict, deque
 from tqdm import tqdm
 
+from ..data.source import one_look_at_the_data
 from . import execute as execute_module
 from .execute import PREDICT_CHUNK, RunOutcome, prepare_run, run_one
 from .plan import RunRequest
@@ -48,10 +49,11 @@ def preflight(requests: list[RunRequest]) -> list[str]:
     Returns the distinct warnings (e.g. a checkpoint without provenance), to print once.
     """
     warnings: list[str] = []
-    for request in requests:
-        warning = prepare_run(request).warning
-        if warning and warning not in warnings:
-            warnings.append(warning)
+    with one_look_at_the_data():
+        for request in requests:
+            warning = prepare_run(request).warning
+            if warning and warning not in warnings:
+                warnings.append(warning)
     return warnings
 
 
