@@ -212,7 +212,7 @@ def cmd_bench(args) -> int:
         if not torch.cuda.is_available():
             raise InputError(f"--device {args.device}: CUDA is not available on this machine")
     report = bench(method=args.method, backbone=args.backbone, quick=args.quick, threads=args.threads,
-                   device=args.device, keep=args.keep)
+                   device=args.device, keep=args.keep, encode_batch=args.encode_batch)
     print(report.table())
     return 0
 
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--scheduler", default=None, help="dask scheduler address, or 'local' for a LocalCluster")
-    p.add_argument("--cache-mib", type=float, default=512.0, help="feature cache cap per worker (MiB)")
+    p.add_argument("--cache-mib", type=float, default=256.0, help="in-memory feature cache per worker, in front of the disk store (MiB)")
     p.add_argument("--no-cache", action="store_true", help="encode every image in every episode (no memory or disk tier)")
     p.add_argument("--feature-store", default=None, metavar="DIR",
                    help="disk feature store shared by workers and later commands (default: RESULTS/cache/features)")
@@ -421,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, as each runner worker)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--keep", type=Path, default=None, help="keep the scratch tree, runs and feature store here")
+    p.add_argument("--encode-batch", type=int, default=1, help="images encoded together by the runner (GPUs)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("table", help="paper-style table (markdown, LaTeX, CSV) or an ablation")

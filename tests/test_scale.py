@@ -174,3 +174,12 @@ def test_lru_never_keeps_more_than_its_cap():
     for i in range(20):
         lru.get_or_compute(i, lambda: torch.zeros(100, dtype=torch.uint8))
     assert lru.bytes <= 1000 and len(lru) == 10 and 19 in lru and 9 not in lru
+
+
+def test_batched_encoding_encodes_each_missing_image_once(synthetic_root, tmp_path):
+    # The accelerator path, exercised on the CPU: images a run needs are encoded 4 at a time, first.
+    assert main(run_args(synthetic_root, tmp_path, "--method", "panet-init", "--fold", "0", "--shot", "1", "5",
+                         "--seed", "1234", "--limit", "12", "--encode-batch", "4")) == 0
+    infos = run_infos(tmp_path)
+    assert all(info["encode_batch"] == 4 and info["status"] == "complete" for info in infos)
+    assert sum(info["encoder_passes"] for info in infos) == len(distinct_images(tmp_path))

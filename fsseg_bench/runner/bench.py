@@ -150,20 +150,21 @@ def reference_episode(method, episode, scale: float = 20.0) -> torch.Tensor:
 
 
 def bench(method: str = "panet-init", backbone: str = "vgg16", quick: bool = False, threads: int | None = None,
-          device: str = "cpu", settings: BenchSettings | None = None, keep: Path | None = None) -> BenchReport:
+          device: str = "cpu", settings: BenchSettings | None = None, keep: Path | None = None,
+          encode_batch: int = 1) -> BenchReport:
     """Measure; `keep` keeps the scratch folder (tree, runs, store) there instead of a temporary one."""
     settings = settings or (QUICK if quick else REAL)
     threads = threads or 1  # the runner's default per worker
     torch.set_num_threads(threads)
     scratch = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="fsseg-bench-"))
     try:
-        return _measure(settings, method, backbone, threads, device, scratch)
+        return _measure(settings, method, backbone, threads, device, scratch, encode_batch)
     finally:
         if keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _measure(settings, method_name, backbone, threads, device, scratch: Path) -> BenchReport:
+def _measure(settings, method_name, backbone, threads, device, scratch: Path, encode_batch: int) -> BenchReport:
     data = scratch / "data"
     write_synthetic_tree(data, SyntheticConfig(n_train=10, n_val=settings.n_val, min_side=settings.min_side,
                                                max_side=settings.max_side))
@@ -175,7 +176,7 @@ def _measure(settings, method_name, backbone, threads, device, scratch: Path) ->
     lists = {(k, s): episode_list_for(protocol, tree, 0, k, s, results)[0] for k in protocol.shots for s in protocol.seeds}
     image_ids = sorted({i for episodes in lists.values() for e in episodes for i in e.support + e.query})
     common = dict(results_dir=str(results), options=(("backbone", backbone),), data_root=str(tree.root),
-                  save_predictions=0, threads=threads, device=device)
+                  save_predictions=0, threads=threads, device=device, encode_batch=encode_batch)
     requests = plan_runs(protocol, [method_name], **common)
     total_episodes = sum(len(e) for e in lists.values())
 
@@ -212,7 +213,7 @@ def _measure(settings, method_name, backbone, threads, device, scratch: Path) ->
     _fresh_caches()
     first_seed = protocol.seeds[0]
     uncached = plan_runs(protocol, [method_name], seeds=[first_seed], limit=settings.sample, use_cache=False,
-                         **{**common, "results_dir": str(scratch / "uncached")})
+                         **{**common, "results_dir": str(scratch / "uncached"), "encode_batch": 1})
     strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
     identical = True
     for request in uncached:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import time
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,6 +101,18 @@ def feature_cache(request: RunRequest) -> FeatureCache:
                  if request.feature_store_gib > 0 else None)
         _FEATURE_CACHES[key] = FeatureCache(request.cache_mib, store, request.statistics_mib)
     return _FEATURE_CACHES[key]
+
+
+@lru_cache(maxsize=1)
+def bound_heap_growth() -> None:
+    """Pin glibc's mmap threshold (1 MiB). By default it rises to the size of any mmapped block
+    freed, after which multi-MB feature maps come from the heap, and an LRU that keeps replacing
+    them fragments it: resident memory creeps up with the number of episodes. Pinned, such blocks
+    are mapped and returned to the system one by one. A no-op where glibc is not the allocator."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 2**20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _provenance(path: Path) -> dict:
@@ -261,6 +275,7 @@ def run_one(request: RunRequest, progress: Progress | None = None) -> RunOutcome
 
 def _run_one(request: RunRequest, progress: Progress) -> RunOutcome:
     torch.set_num_threads(max(1, request.threads))
+    bound_heap_growth()
     prepared = prepare_run(request)
     checkpoint = prepared.checkpoint
     method = _method_instance(request, prepared.options, checkpoint and checkpoint["path"],

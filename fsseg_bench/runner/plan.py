@@ -35,7 +35,7 @@ class RunRequest:
     device: str = "cpu"
     plugins: tuple[str, ...] = ()
     use_cache: bool = True
-    cache_mib: float = 512.0
+    cache_mib: float = 256.0
     feature_store: str | None = None   # folder of the disk feature store (default: <results>/cache/features)
     feature_store_gib: float = 50.0    # its cap; 0 disables the store
     statistics_mib: float = 64.0       # the support-statistics LRU, apart from the features'
