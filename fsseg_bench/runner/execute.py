@@ -104,15 +104,20 @@ def feature_cache(request: RunRequest) -> FeatureCache:
 
 
 @lru_cache(maxsize=1)
-def bound_heap_growth() -> None:
-    """Pin glibc's mmap threshold (1 MiB). By default it rises to the size of any mmapped block
-    freed, after which multi-MB feature maps come from the heap, and an LRU that keeps replacing
-    them fragments it: resident memory creeps up with the number of episodes. Pinned, such blocks
-    are mapped and returned to the system one by one. A no-op where glibc is not the allocator."""
+def _libc():
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 2**20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's malloc_trim). Multi-MB feature maps
+    that an LRU keeps replacing fragment the heap, and resident memory would otherwise creep up
+    with the number of episodes. Cheap (a walk of the free lists); a no-op without glibc."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _provenance(path: Path) -> dict:
@@ -275,7 +280,6 @@ def run_one(request: RunRequest, progress: Progress | None = None) -> RunOutcome
 
 def _run_one(request: RunRequest, progress: Progress) -> RunOutcome:
     torch.set_num_threads(max(1, request.threads))
-    bound_heap_growth()
     prepared = prepare_run(request)
     checkpoint = prepared.checkpoint
     method = _method_instance(request, prepared.options, checkpoint and checkpoint["path"],
@@ -465,6 +469,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                           "support": list(spec.support), **dict(zip(COUNT_COLUMNS, row.tolist())), "seconds": seconds}
                 writer.append(record)
             progress("advance", request.label, len(chunk))
+            release_free_memory()
     finally:
         writer.close()
         progress("end", request.label, 0)
