@@ -42,10 +42,12 @@ def cmd_protocols(args) -> int:
 
 
 def cmd_episodes(args) -> int:
-    from .data.source import class_index, generated_episode_path, resolve_tree
-    from .episodes import check_pin, episodes_to_bytes, generate_episode_list, sha256_bytes, write_episode_list
+    from .data.source import class_index, generated_episode_path, original_lists_path, resolve_tree
+    from .episodes import check_pin, episodes_to_bytes, generate_episodes, sha256_bytes, write_episode_list
     from .protocol import load_protocol
 
+    if args.import_from is not None:
+        return _import_episodes(args)
     protocol = load_protocol(args.protocol)
     tree = resolve_tree(protocol, args.data_root, args.results)
     index = class_index(tree, protocol.split, args.results)
@@ -54,15 +56,60 @@ def cmd_episodes(args) -> int:
     seeds = [args.seed] if args.seed is not None else list(protocol.seeds)
     if args.out is not None and len(folds) * len(shots) * len(seeds) > 1:
         raise InputError(f"--out {args.out}: names one file, so give one --fold, --shot and --seed")
+    if args.original_lists:
+        from .sampling import READS_ORIGINAL_LISTS
+
+        if protocol.query_sampling not in READS_ORIGINAL_LISTS:
+            raise InputError(f"--original-lists {args.original_lists}: protocol {protocol.name!r} samples with "
+                             f"{protocol.query_sampling!r}, which reads no original lists")
+    lists = original_lists_path(protocol, tree, args.original_lists)
+    notes = []
     for fold in folds:
         for shot in shots:
             for seed in seeds:
-                episodes = generate_episode_list(protocol, index, fold, shot, seed, args.episodes)
+                drawn = generate_episodes(protocol, index, fold, shot, seed, args.episodes, tree, lists)
+                if drawn.note and drawn.note not in notes:
+                    notes.append(drawn.note)
+                    print(f"WARNING: {drawn.note}", file=sys.stderr)
                 out = Path(args.out) if args.out else generated_episode_path(args.results, protocol, fold, shot, seed)
                 if args.episodes is None:
-                    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(episodes)), str(out))
-                sha256 = write_episode_list(out, episodes)
+                    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(drawn.episodes)), str(out))
+                sha256 = write_episode_list(out, drawn.episodes)
                 print(f"{sha256}  {out}")
+    return 0
+
+
+def _import_episodes(args) -> int:
+    """`episodes --import FORMAT PATH`: an original codebase's dumped list -> a pinned JSONL list."""
+    from .classes import NUM_FOLDS, fold_test_classes
+    from .episode_import import import_episodes
+    from .episodes import write_episode_list
+    from .protocol import episode_key
+
+    fmt, source = args.import_from
+    if args.out is None:
+        raise InputError("--import: give --out FILE for the JSONL list")
+    episodes = import_episodes(fmt, source, args.class_base)
+    from .paths import default_data_root
+    from .protocol import load_protocol
+
+    protocol = load_protocol(args.protocol)
+    if args.data_root is not None or (protocol.dataset != "synthetic5i" and default_data_root() is not None):
+        from .data.source import check_episode_ids, class_index, resolve_tree
+
+        tree = resolve_tree(protocol, args.data_root, args.results)
+        check_episode_ids(episodes, class_index(tree, protocol.split, args.results), str(source))
+    else:
+        print(f"note: ids not checked against data (give --data-root to check them against {protocol.name}'s split)",
+              file=sys.stderr)
+    sha256 = write_episode_list(args.out, episodes)
+    print(f"{sha256}  {args.out}  ({len(episodes)} episodes)")
+    classes = {e.class_id for e in episodes}
+    folds = [f for f in range(NUM_FOLDS) if classes <= set(fold_test_classes(f))]
+    shots = {len(e.support) for e in episodes}
+    if len(folds) == 1 and len(shots) == 1 and args.seed is not None:
+        # The line to pin it in a protocol file, under [episode_sha256].
+        print(f'"{episode_key(folds[0], shots.pop(), args.seed)}" = "{sha256}"')
     return 0
 
 
@@ -178,6 +225,8 @@ def cmd_run(args) -> int:
     if args.label is not None and len(args.method) != 1:
         raise InputError(f"--label {args.label!r}: names one configuration, so give one --method")
     options = _method_options(args.method, args.option, args.weights)
+    if args.episode_list:
+        args.fold, args.shot, args.seed = _episode_list_cell(args, protocol)
     requests = []
     for method in args.method:
         requests += plan_runs(
@@ -189,7 +238,9 @@ def cmd_run(args) -> int:
             feature_store=str(Path(args.feature_store).resolve()) if args.feature_store else None,
             feature_store_gib=args.feature_store_gib, statistics_mib=args.statistics_mib,
             encode_batch=args.encode_batch,
-            threads=args.threads, force=args.force, allow_other_shot=args.allow_other_shot, row_label=args.label)
+            threads=args.threads, force=args.force, allow_other_shot=args.allow_other_shot, row_label=args.label,
+            original_lists=str(Path(args.original_lists).resolve()) if args.original_lists else None,
+            episode_list=str(Path(args.episode_list).resolve()) if args.episode_list else None)
     where = args.results / "runs" / protocol.name
     try:
         outcomes = execute(requests, executor=args.executor, workers=args.workers or os.cpu_count() or 1,
@@ -223,6 +274,26 @@ def _load_selected(results: Path, protocol_name: str, methods: list[str] | None 
 
     protocol = load_protocol(protocol_name)
     return load_results(results, protocol.name, methods)
+
+
+def _episode_list_cell(args, protocol) -> tuple[list[int], list[int], list[int]]:
+    """The one (fold, shot, seed) a custom list is run as: fold and shot from the list unless given."""
+    from .classes import NUM_FOLDS, fold_test_classes
+    from .episodes import read_episode_list
+
+    episodes, _ = read_episode_list(args.episode_list)
+    for flag, values in (("--fold", args.fold), ("--shot", args.shot), ("--seed", args.seed)):
+        if values is not None and len(values) != 1:
+            raise InputError(f"{flag} {' '.join(map(str, values))}: --episode-list is one list, so give one value")
+    classes = {e.class_id for e in episodes}
+    folds = [f for f in range(NUM_FOLDS) if classes <= set(fold_test_classes(f))]
+    shots = sorted({len(e.support) for e in episodes})
+    if args.fold is None and len(folds) != 1:
+        raise InputError(f"{args.episode_list}: its classes {sorted(classes)} are not those of one fold; "
+                         f"expected --fold")
+    if args.shot is None and len(shots) != 1:
+        raise InputError(f"{args.episode_list}: episodes have {shots} supports; expected one shot")
+    return (args.fold or folds, args.shot or shots, args.seed or [protocol.seeds[0]])
 
 
 def cmd_runs(args) -> int:
@@ -261,15 +332,25 @@ def cmd_table(args) -> int:
         methods = pair
     records = _load_selected(args.results, args.protocol, methods)
     summary = summarise(records, resamples=args.resamples)
+    miou_metric = args.miou or _protocol_miou(args.protocol)
     if args.ablation:
-        text = ablation_table(summary, pair[0], pair[1], compare_methods(records, pair[0], pair[1], resamples=args.resamples))
+        text = ablation_table(summary, pair[0], pair[1], compare_methods(records, pair[0], pair[1], miou_metric,
+                                                                         resamples=args.resamples), miou_metric)
+    elif args.format == "csv":
+        text = csv_table(summary)
     else:
-        text = {"markdown": markdown_table, "latex": latex_table}.get(args.format, lambda s, m=None: csv_table(s))(summary, methods)
+        text = {"markdown": markdown_table, "latex": latex_table}[args.format](summary, methods, miou_metric)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     print(text, end="")
     return 0
+
+
+def _protocol_miou(protocol_name: str) -> str:
+    from .protocol import load_protocol
+
+    return load_protocol(protocol_name).miou_metric
 
 
 def cmd_compare(args) -> int:
@@ -350,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--episodes", type=int, default=None, help="override the protocol's episode count")
     p.add_argument("--out", default=None, help="output file (one fold/shot/seed only)")
+    p.add_argument("--original-lists", "--pairs-dir", dest="original_lists", default=None, metavar="PATH",
+                   help="folder (or file) of an original codebase's lists for the *-original samplers: PANet's "
+                        "class{c}.txt, HSNet's fold{f}.txt pair files, PFENet's val.txt")
+    p.add_argument("--import", dest="import_from", nargs=2, metavar=("FORMAT", "PATH"), default=None,
+                   help="convert a dumped episode list (jsonl | json | tsv, see the README) into a JSONL list "
+                        "written to --out; its ids are checked against the protocol's split when --data-root is given")
+    p.add_argument("--class-base", type=int, default=1, choices=(0, 1),
+                   help="with --import: class ids in the dump start at 0 (HSNet) or 1 (default)")
     p.set_defaults(func=cmd_episodes)
 
     p = sub.add_parser("methods", help="list the registered methods")
@@ -404,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row label for this configuration in tables (default: the method name, plus what differs)")
     p.add_argument("--timeout-per-episode", type=float, default=None, metavar="SECONDS",
                    help="fail a run whose method takes longer than this per episode (off by default)")
+    p.add_argument("--original-lists", "--pairs-dir", dest="original_lists", default=None, metavar="PATH",
+                   help="folder (or file) of an original codebase's lists for the *-original samplers: PANet's "
+                        "class{c}.txt, HSNet's fold{f}.txt pair files, PFENet's val.txt")
+    p.add_argument("--episode-list", default=None, metavar="FILE",
+                   help="run this JSONL episode list instead of the protocol's (one fold and shot, inferred from "
+                        "the list; its sha256 is recorded and tables mark the row [custom episodes])")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list the runs of a results folder: state, episodes, config, staleness")
@@ -430,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", nargs="+", default=None, help="rows (default: every method with runs)")
     p.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     p.add_argument("--ablation", default=None, help="BASE,VARIANT: the two rows and their paired differences")
+    p.add_argument("--miou", choices=("miou", "miou_panet_metric"), default=None,
+                   help="the mIoU in the fold columns (default: the protocol's miou_metric; CSV always has both)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (at least 1000 for a paper)")
     p.add_argument("--out", default=None, help="also write the table to this file")
     p.set_defaults(func=cmd_table)
@@ -439,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p.add_argument("--protocol", default="synthetic5i")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
-    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou"), default="miou")
+    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou", "miou_panet_metric"), default="miou")
     p.add_argument("--resamples", type=int, default=1000)
     p.set_defaults(func=cmd_compare)
 

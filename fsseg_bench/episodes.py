@@ -1,8 +1,8 @@
 """Episode lists: sampling by a protocol's `query_sampling` mode, JSONL files, sha256.
 
 An episode list is the unit of comparability: two runs are comparable only when their lists
-have the same sha256. Sampling uses one local `numpy.random.Generator` seeded from
-(protocol seed, fold, shot), and the JSONL bytes are canonical, so the same inputs give
+have the same sha256. Samplers (`fsseg_bench.sampling`) use only local random generators seeded
+from the protocol's seed, and the JSONL bytes are canonical, so the same inputs give
 byte-identical files on any machine.
 """
 
@@ -14,9 +14,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .classes import class_name, fold_test_classes
 from .data.voc import ClassIndex
 from .errors import InputError
 from .paths import EPISODES_DIR
@@ -37,66 +34,24 @@ class EpisodeSpec:
                            "query": list(self.query), "support": list(self.support)}, separators=(",", ":"))
 
 
-def episode_rng(seed: int, fold: int, shot: int) -> np.random.Generator:
-    return np.random.default_rng([seed, fold, shot])
-
-
-def _class_pools(index: ClassIndex, fold: int, shot: int, min_fg_pixels: int) -> dict[int, list[str]]:
-    pools = {}
-    for class_id in fold_test_classes(fold):
-        pool = index.images_with(class_id, min_fg_pixels)
-        if len(pool) < shot + 1:
-            raise InputError(
-                f"class {class_id} ({class_name(class_id)}): {len(pool)} images in split {index.split!r} with "
-                f">= {max(1, min_fg_pixels)} pixels of it; expected at least shots + 1 = {shot + 1}"
-            )
-        pools[class_id] = pool
-    return pools
-
-
-def _supports(rng: np.random.Generator, pool: list[str], query: str, shot: int) -> tuple[str, ...]:
-    candidates = [image_id for image_id in pool if image_id != query]
-    picked = rng.choice(len(candidates), size=shot, replace=False)
-    return tuple(candidates[i] for i in picked)
-
-
 def sample_episodes(index: ClassIndex, fold: int, shot: int, seed: int, n_episodes: int,
-                    query_sampling: str, min_fg_pixels: int = 0) -> list[EpisodeSpec]:
-    """Sample a 1-way, `shot`-shot, 1-query episode list following one codebase's convention.
+                    query_sampling: str, min_fg_pixels: int = 0, tree=None,
+                    original_lists: str | Path | None = None) -> list[EpisodeSpec]:
+    """A 1-way, `shot`-shot, 1-query episode list drawn by the sampler named `query_sampling`
+    (see `fsseg_bench.sampling`)."""
+    return draw_episodes(index, fold, shot, seed, n_episodes, query_sampling, min_fg_pixels, tree,
+                         original_lists).episodes
 
-    - class-uniform (PANet): class drawn uniformly, then shot+1 distinct images of it; the last
-      is the query.
-    - cycle-pairs (HSNet): episode i takes the (image, class) pair i mod n of the fold, in list
-      order; supports drawn at random among the other images of the class.
-    - walk-images (PFENet): episode i takes image i mod n among those holding a test class; the
-      class is drawn among the test classes present; supports as above.
-    """
-    pools = _class_pools(index, fold, shot, min_fg_pixels)
-    classes = sorted(pools)
-    rng = episode_rng(seed, fold, shot)
-    episodes = []
-    if query_sampling == "class-uniform":
-        for i in range(n_episodes):
-            class_id = classes[int(rng.integers(len(classes)))]
-            pool = pools[class_id]
-            picked = rng.choice(len(pool), size=shot + 1, replace=False)
-            episodes.append(EpisodeSpec(i, class_id, (pool[picked[-1]],), tuple(pool[j] for j in picked[:-1])))
-    elif query_sampling == "cycle-pairs":
-        pairs = [(image_id, c) for image_id in index.ids
-                 for c in index.classes_of(image_id, min_fg_pixels) if c in pools]
-        for i in range(n_episodes):
-            query, class_id = pairs[i % len(pairs)]
-            episodes.append(EpisodeSpec(i, class_id, (query,), _supports(rng, pools[class_id], query, shot)))
-    elif query_sampling == "walk-images":
-        walk = [(image_id, present) for image_id in index.ids
-                if (present := [c for c in index.classes_of(image_id, min_fg_pixels) if c in pools])]
-        for i in range(n_episodes):
-            query, present = walk[i % len(walk)]
-            class_id = present[int(rng.integers(len(present)))]
-            episodes.append(EpisodeSpec(i, class_id, (query,), _supports(rng, pools[class_id], query, shot)))
-    else:
-        raise InputError(f"query_sampling {query_sampling!r}: expected class-uniform | cycle-pairs | walk-images")
-    return episodes
+
+def draw_episodes(index: ClassIndex, fold: int, shot: int, seed: int, n_episodes: int, query_sampling: str,
+                  min_fg_pixels: int = 0, tree=None, original_lists: str | Path | None = None):
+    """-> `SampledEpisodes`: the episodes, what their pools were read from, and a note for the user."""
+    from .sampling import SamplingInput, sample
+
+    inputs = SamplingInput(index=index, tree=tree, fold=fold, shot=shot, seed=seed, n_episodes=n_episodes,
+                           min_fg_pixels=min_fg_pixels,
+                           original_lists=Path(original_lists) if original_lists else None)
+    return sample(query_sampling, inputs)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -170,8 +125,15 @@ def committed_episode_path(protocol: Protocol, fold: int, shot: int, seed: int) 
 
 
 def generate_episode_list(protocol: Protocol, index: ClassIndex, fold: int, shot: int, seed: int,
-                          n_episodes: int | None = None) -> list[EpisodeSpec]:
-    episodes = sample_episodes(index, fold, shot, seed, n_episodes or protocol.episodes,
-                               protocol.query_sampling, protocol.min_fg_pixels)
-    check_episode_list(episodes, f"protocol {protocol.name!r} {episode_key(fold, shot, seed)}")
-    return episodes
+                          n_episodes: int | None = None, tree=None,
+                          original_lists: str | Path | None = None) -> list[EpisodeSpec]:
+    return generate_episodes(protocol, index, fold, shot, seed, n_episodes, tree, original_lists).episodes
+
+
+def generate_episodes(protocol: Protocol, index: ClassIndex, fold: int, shot: int, seed: int,
+                      n_episodes: int | None = None, tree=None, original_lists: str | Path | None = None):
+    """The protocol's episodes for one (fold, shot, seed), checked; -> `SampledEpisodes`."""
+    drawn = draw_episodes(index, fold, shot, seed, n_episodes or protocol.episodes, protocol.query_sampling,
+                          protocol.min_fg_pixels, tree, original_lists)
+    check_episode_list(drawn.episodes, f"protocol {protocol.name!r} {episode_key(fold, shot, seed)}")
+    return drawn

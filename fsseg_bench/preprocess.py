@@ -1,8 +1,10 @@
 """From files to tensors: resize as the protocol says, normalise, and build `Episode`s.
 
 `stretch` resizes to image_size (PANet, HSNet; aspect ratio lost). `longer-side-pad` scales the
-longer side to max(image_size) and pads bottom/right (PFENet); padded pixels are labelled 255.
-Images are resized bilinearly and labels by nearest neighbour, with PIL as the reference codes do.
+longer side to max(image_size) and pads bottom/right; `longer-side-pad-floor8` is PFENet's exact
+geometry (int() of the scaled side, both sides floored to multiples of 8). Padded label pixels are
+255. Images are resized bilinearly and labels by nearest neighbour with the library each codebase
+used (the protocol's `image_resize` / `label_resize`, see `resample.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .episode import Episode, binary_mask
 from .episodes import EpisodeSpec
 from .lru import LRUCache
 from .protocol import Protocol
+from .resample import IMAGE_RESIZERS, LABEL_RESIZERS
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -42,8 +45,21 @@ def content_size(shape: tuple[int, int], size: tuple[int, int], mode: str) -> tu
     height, width = size
     if mode == "stretch":
         return height, width
+    if mode == "longer-side-pad-floor8":
+        return pfenet_content_size(shape, max(height, width))
     scale = max(height, width) / max(shape)  # longer-side-pad
     return min(height, round(shape[0] * scale)), min(width, round(shape[1] * scale))
+
+
+def pfenet_content_size(shape: tuple[int, int], side: int) -> tuple[int, int]:
+    """PFENet's `Resize`: the longer side to `side`, the other by int() of the scaled length, then
+    both floored to multiples of 8 (so 473 becomes 472)."""
+    original_h, original_w = shape
+    if original_h >= original_w:
+        new_h, new_w = side, int(original_w * (side * 1.0 / original_h))
+    else:
+        new_h, new_w = int(original_h * (side * 1.0 / original_w)), side
+    return new_h - new_h % 8, new_w - new_w % 8
 
 
 def _pad(array: np.ndarray, size: tuple[int, int], fill: int) -> np.ndarray:
@@ -54,30 +70,33 @@ def _pad(array: np.ndarray, size: tuple[int, int], fill: int) -> np.ndarray:
     return padded
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """-> (uint8 [H,W,3] bilinear, padded with 0 outside the content; content (h, w))."""
+def resize_image(image: np.ndarray, size: tuple[int, int], mode: str,
+                 method: str = "pil-bilinear") -> tuple[np.ndarray, tuple[int, int]]:
+    """-> ([H,W,3] resized by `method` (uint8 for PIL, float32 for OpenCV's), padded with 0 outside
+    the content; content (h, w))."""
     content = content_size(image.shape[:2], size, mode)
-    resized = np.asarray(Image.fromarray(image).resize(content[::-1], Image.BILINEAR))
-    return _pad(resized, size, 0), content
+    return _pad(IMAGE_RESIZERS[method](image, content), size, 0), content
 
 
-def resize_label(label: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """-> (uint8 [H,W] nearest, padded with 255; content (h, w))."""
+def resize_label(label: np.ndarray, size: tuple[int, int], mode: str,
+                 method: str = "pil-nearest") -> tuple[np.ndarray, tuple[int, int]]:
+    """-> (uint8 [H,W] resized by `method`, padded with 255; content (h, w))."""
     content = content_size(label.shape, size, mode)
-    resized = np.asarray(Image.fromarray(label).resize(content[::-1], Image.NEAREST))
-    return _pad(resized, size, PAD_LABEL), content
+    return _pad(LABEL_RESIZERS[method](label, content), size, PAD_LABEL), content
 
 
-def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int], mode: str):
-    """-> (image uint8 [H,W,3], label uint8 [H,W], content (h, w))."""
-    resized, content = resize_image(image, size, mode)
-    return resized, resize_label(label, size, mode)[0], content
+def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int], mode: str,
+                image_method: str = "pil-bilinear", label_method: str = "pil-nearest"):
+    """-> (image [H,W,3], label uint8 [H,W], content (h, w))."""
+    resized, content = resize_image(image, size, mode, image_method)
+    return resized, resize_label(label, size, mode, label_method)[0], content
 
 
-def normalise(image: np.ndarray, content: tuple[int, int] | None = None) -> torch.Tensor:
-    """uint8 [H,W,3] -> float32 [3,H,W] with ImageNet mean/std; padding (outside content) is 0."""
+def normalise(image: np.ndarray, content: tuple[int, int] | None = None, padding: str = "mean") -> torch.Tensor:
+    """[H,W,3] in 0..255 -> float32 [3,H,W] with ImageNet mean/std. Padding outside `content` is 0
+    after normalising (`mean`: the mean colour) or before (`black`, as PFENet pads)."""
     array = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    if content is not None:
+    if content is not None and padding == "mean":
         array[content[0]:, :] = 0.0
         array[:, content[1]:] = 0.0
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
@@ -90,20 +109,23 @@ def prepare_label(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedL
     if (height, width) != label.shape:
         raise InputError(f"{tree.mask_path(image_id)}: mask size {label.shape[1]}x{label.shape[0]} != image size "
                          f"{width}x{height} of {tree.image_path(image_id)}")
-    resized, content = resize_label(label, protocol.image_size, protocol.resize)
+    resized, content = resize_label(label, protocol.image_size, protocol.resize, protocol.label_resize)
     return PreparedLabel(torch.from_numpy(resized.copy()), label, content)
 
 
 def prepare_image_tensor(tree: VocTree, image_id: str, protocol: Protocol) -> torch.Tensor:
     """The normalised input image alone (what an encoder needs)."""
-    resized, content = resize_image(read_image(tree.image_path(image_id)), protocol.image_size, protocol.resize)
-    return normalise(resized, content)
+    resized, content = resize_image(read_image(tree.image_path(image_id)), protocol.image_size, protocol.resize,
+                                    protocol.image_resize)
+    return normalise(resized, content, protocol.image_padding)
 
 
 def prepare_image(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedImage:
     image, label = read_pair(tree, image_id)
-    resized, resized_label, content = resize_pair(image, label, protocol.image_size, protocol.resize)
-    return PreparedImage(torch.from_numpy(resized_label.copy()), label, content, normalise(resized, content))
+    resized, resized_label, content = resize_pair(image, label, protocol.image_size, protocol.resize,
+                                                  protocol.image_resize, protocol.label_resize)
+    return PreparedImage(torch.from_numpy(resized_label.copy()), label, content,
+                         normalise(resized, content, protocol.image_padding))
 
 
 class ImageLoader:

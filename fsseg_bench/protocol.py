@@ -22,10 +22,13 @@ from .classes import NUM_FOLDS
 from .errors import InputError
 from .paths import PROTOCOLS_DIR
 
-QUERY_SAMPLING_MODES = ("class-uniform", "cycle-pairs", "walk-images")
-SCORE_AT = ("resized", "original")
+SCORE_AT = ("resized", "original", "original-square")
 SUPPORT_IGNORE = ("background", "ignore")
-RESIZE_MODES = ("stretch", "longer-side-pad")
+RESIZE_MODES = ("stretch", "longer-side-pad", "longer-side-pad-floor8")
+IMAGE_RESIZE = ("pil-bilinear", "cv2-bilinear")
+LABEL_RESIZE = ("pil-nearest", "torch-nearest", "cv2-nearest")
+IMAGE_PADDING = ("mean", "black")
+MIOU_METRICS = ("miou", "miou_panet_metric")
 NOVEL_IN_TRAINING = ("relabel", "drop")
 DATASETS = ("pascal-voc", "synthetic5i")
 # Protocol names become folder names under results/runs: a safe slug, never a path or a glob.
@@ -66,6 +69,11 @@ class Protocol:
     ignore_index: int = 255
     support_ignore: str = "background"
     resize: str = "stretch"
+    image_resize: str = "pil-bilinear"   # how images are resampled (PIL, or OpenCV's INTER_LINEAR as PFENet)
+    label_resize: str = "pil-nearest"    # how labels are resampled (PIL, torch's F.interpolate as HSNet, OpenCV)
+    image_padding: str = "mean"          # padding of longer-side-pad inputs: 0 after (mean) or before (black) normalising
+    miou_metric: str = "miou"            # the mIoU tables show: class-pooled, or PANet's Metric
+    original_lists: str = ""             # where an *-original sampler finds the original lists (relative: to VOC2012/)
     novel_in_training: str = "relabel"
     backbone: str = "vgg16"
     description: str = ""
@@ -128,6 +136,19 @@ def _str(source, raw, key, choices=None, default=None):
     if choices is not None and value not in choices:
         raise _fail(source, key, "one of " + " | ".join(choices), value)
     return value
+
+
+def _optional_str(source, raw, key) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str):
+        raise _fail(source, key, "a string", value)
+    return value
+
+
+def query_sampling_modes() -> tuple[str, ...]:
+    from .sampling import sampler_names  # the samplers register themselves; imported late (they use episodes)
+
+    return sampler_names()
 
 
 def _int(source, raw, key, minimum=0, default=None):
@@ -214,7 +235,7 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
     ignore_index = _int(source, raw, "ignore_index", default=255)
     if ignore_index > 255:
         raise _fail(source, "ignore_index", "an integer in 0..255 (a label value)", ignore_index)
-    return Protocol(
+    protocol = Protocol(
         name=_name(source, raw),
         dataset=_str(source, raw, "dataset", DATASETS),
         split=_str(source, raw, "split"),
@@ -223,13 +244,18 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         shots=_int_list(source, raw, "shots", minimum=1),
         episodes=_int(source, raw, "episodes", minimum=1),
         seeds=_int_list(source, raw, "seeds"),
-        query_sampling=_str(source, raw, "query_sampling", QUERY_SAMPLING_MODES),
+        query_sampling=_str(source, raw, "query_sampling", query_sampling_modes()),
         image_size=_int_list(source, raw, "image_size", minimum=8, length=2),
         score_at=_str(source, raw, "score_at", SCORE_AT),
         min_fg_pixels=_int(source, raw, "min_fg_pixels", default=0),
         ignore_index=ignore_index,
         support_ignore=_str(source, raw, "support_ignore", SUPPORT_IGNORE, default="background"),
         resize=_str(source, raw, "resize", RESIZE_MODES, default="stretch"),
+        image_resize=_str(source, raw, "image_resize", IMAGE_RESIZE, default="pil-bilinear"),
+        label_resize=_str(source, raw, "label_resize", LABEL_RESIZE, default="pil-nearest"),
+        image_padding=_str(source, raw, "image_padding", IMAGE_PADDING, default="mean"),
+        miou_metric=_str(source, raw, "miou_metric", MIOU_METRICS, default="miou"),
+        original_lists=_optional_str(source, raw, "original_lists"),
         novel_in_training=_str(source, raw, "novel_in_training", NOVEL_IN_TRAINING, default="relabel"),
         backbone=_backbone(source, raw),
         description=_description(source, raw),
@@ -238,6 +264,16 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         path=source,
         file_sha256=file_sha256,
     )
+    _check_geometry(protocol, source)
+    return protocol
+
+
+def _check_geometry(protocol: Protocol, source: str) -> None:
+    """Keys that only make sense together (PFENet's square scoring assumes a square, padded input)."""
+    if protocol.score_at == "original-square":
+        if protocol.resize == "stretch" or protocol.image_size[0] != protocol.image_size[1]:
+            raise _fail(source, "score_at", "'original-square' only with a longer-side-pad resize and a square "
+                        "image_size", protocol.score_at)
 
 
 def _parse_training(raw, source: str) -> TrainingSchedule:

@@ -49,6 +49,7 @@ class RunInfo:
     checkpoint_recipe: tuple = ()
     other_shot: bool = False
     row_label: str | None = None
+    custom_episodes: bool = False  # run on a list given with --episode-list, not the protocol's own
     label: str = ""  # the table row this run belongs to (set by select_runs)
 
     @property
@@ -59,7 +60,7 @@ class RunInfo:
     def variant(self) -> tuple:
         """What makes a table row: method, config, code, checkpoint recipe, user label."""
         return (self.method, json.dumps(self.config, sort_keys=True, default=str), self.code_sha256,
-                self.checkpoint_recipe, self.row_label)
+                self.checkpoint_recipe, self.row_label, self.custom_episodes)
 
 
 def _checkpoint_recipe(provenance: dict | None) -> tuple:
@@ -77,7 +78,7 @@ def run_info_from_json(path: Path, info: dict) -> RunInfo:
                    info.get("finished", ""), info.get("method_config") or {}, info.get("code_sha256"),
                    info.get("data_sha256"), info.get("checkpoint_sha256"),
                    _checkpoint_recipe(info.get("checkpoint_provenance")), bool(info.get("checkpoint_other_shot")),
-                   info.get("row_label"))
+                   info.get("row_label"), bool(info.get("episode_list_custom")))
 
 
 def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunInfo]:
@@ -102,6 +103,9 @@ def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunI
 def protocols_present(results_dir: str | Path) -> list[str]:
     root = Path(results_dir) / "runs"
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+CUSTOM_EPISODES_SUFFIX = " [custom episodes]"  # rows run on lists given with --episode-list
 
 
 def _short(value) -> str:
@@ -133,6 +137,9 @@ def row_labels(runs: list[RunInfo]) -> dict[tuple, str]:
             if len({v.checkpoint_recipe for v in variants}) > 1:
                 parts.append(f"checkpoint {_short(run.checkpoint_recipe)}")
             labels[run.variant] = f"{method} ({', '.join(parts)})" if parts else method
+    for run in runs:
+        if run.custom_episodes and not labels[run.variant].endswith(CUSTOM_EPISODES_SUFFIX):
+            labels[run.variant] += CUSTOM_EPISODES_SUFFIX
     taken: dict[str, int] = {}
     for variant, label in sorted(labels.items(), key=lambda item: str(item[0])):
         taken[label] = taken.get(label, 0) + 1
@@ -176,6 +183,8 @@ def select_runs(runs: list[RunInfo], methods: list[str] | None = None) -> list[R
         chosen.append(best)
     by_cell: dict[tuple, RunInfo] = {}
     for run in chosen:
+        if run.custom_episodes:  # its own row, marked; its list is the point
+            continue
         first = by_cell.setdefault(run.cell, run)
         if first.episode_list_sha256 != run.episode_list_sha256:
             raise InputError(f"runs {first.path} and {run.path} were computed on different episode lists "

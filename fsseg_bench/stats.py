@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-METRICS = ("miou", "fbiou", "episode_miou")
-_SUM_COLUMNS = ("fg_intersection", "fg_union", "bg_intersection", "bg_union", "episode_iou", "episode_scored")
+METRICS = ("miou", "fbiou", "episode_miou", "miou_panet_metric")
+_SUM_COLUMNS = ("fg_intersection", "fg_union", "bg_intersection", "bg_union", "episode_iou", "episode_scored",
+                "panet_fg_intersection", "panet_fg_union")
 DEFAULT_RESAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 20191027  # fixed: the same records always give the same interval
 
@@ -42,9 +43,14 @@ def _episode_columns(records: pd.DataFrame) -> dict[str, np.ndarray]:
     union = records["fg_union"].to_numpy(float)
     scored = union > 0
     iou = np.divide(records["fg_intersection"].to_numpy(float), union, out=np.zeros_like(union), where=scored)
-    return {"fg_intersection": records["fg_intersection"].to_numpy(float), "fg_union": union,
+    # PANet's Metric counts an episode for its class only when the query's label holds the class.
+    has_class = records["true_fg"].to_numpy(float) > 0
+    intersection = records["fg_intersection"].to_numpy(float)
+    return {"fg_intersection": intersection, "fg_union": union,
             "bg_intersection": records["bg_intersection"].to_numpy(float),
-            "bg_union": records["bg_union"].to_numpy(float), "episode_iou": iou, "episode_scored": scored.astype(float)}
+            "bg_union": records["bg_union"].to_numpy(float), "episode_iou": iou, "episode_scored": scored.astype(float),
+            "panet_fg_intersection": np.where(has_class, intersection, 0.0),
+            "panet_fg_union": np.where(has_class, union, 0.0)}
 
 
 def _strata(records: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -62,6 +68,10 @@ def _metric_from_sums(sums: dict[str, np.ndarray], seeds: np.ndarray, metric: st
         if metric == "miou":
             with np.errstate(invalid="ignore", divide="ignore"):
                 per_class = sums["fg_intersection"][:, cols] / sums["fg_union"][:, cols]
+            per_seed.append(np.nanmean(per_class, axis=1))
+        elif metric == "miou_panet_metric":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_class = sums["panet_fg_intersection"][:, cols] / sums["panet_fg_union"][:, cols]
             per_seed.append(np.nanmean(per_class, axis=1))
         elif metric == "fbiou":
             fg = sums["fg_intersection"][:, cols].sum(1) / sums["fg_union"][:, cols].sum(1)

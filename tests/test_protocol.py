@@ -4,21 +4,22 @@ from fsseg_bench.protocol import list_protocols, load_protocol
 
 
 def test_builtin_protocols_load():
-    assert list_protocols() == ["pascal5i-hsnet", "pascal5i-panet", "pascal5i-pfenet", "synthetic5i"]
+    assert list_protocols() == ["pascal5i-hsnet", "pascal5i-hsnet-fsseg", "pascal5i-panet", "pascal5i-panet-fsseg",
+                                "pascal5i-pfenet", "pascal5i-pfenet-fsseg", "synthetic5i"]
     for name in list_protocols():
         protocol = load_protocol(name)
         assert protocol.name == name and len(protocol.file_sha256) == 64
 
 
 def test_paper_conventions():
-    panet = load_protocol("pascal5i-panet")
+    panet = load_protocol("pascal5i-panet-fsseg")
     assert (panet.split, panet.query_sampling, panet.episodes, panet.seeds) == (
         "trainaug", "class-uniform", 1000, (1234, 1235, 1236, 1237, 1238))
     assert panet.image_size == (417, 417) and panet.support_ignore == "background"
     assert panet.training.lr_milestones == (10000, 20000) and panet.training.episodes == 30000
-    hsnet = load_protocol("pascal5i-hsnet")
+    hsnet = load_protocol("pascal5i-hsnet-fsseg")
     assert (hsnet.split, hsnet.query_sampling, hsnet.seeds, hsnet.image_size) == ("val", "cycle-pairs", (0,), (400, 400))
-    pfenet = load_protocol("pascal5i-pfenet")
+    pfenet = load_protocol("pascal5i-pfenet-fsseg")
     assert (pfenet.query_sampling, pfenet.episodes, pfenet.seeds, pfenet.min_fg_pixels) == ("walk-images", 5000, (321,), 2048)
     assert (pfenet.score_at, pfenet.resize) == ("original", "longer-side-pad")
 

@@ -36,7 +36,8 @@ def test_csv_round_trips(results, capsys):
     assert list(frame.columns) == ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high",
                                    "ci_method", "n_seeds", "n_episodes"]
     summary = summarise(records_of(results), resamples=200)
-    assert len(frame) == len(summary) == 3 * 2 * 5 * 3 * 2  # methods x shots x (4 folds + mean) x metrics x intervals
+    assert len(frame) == len(summary) == 3 * 2 * 5 * 4 * 2  # methods x shots x (4 folds + mean) x metrics x intervals
+    assert set(frame["metric"]) == {"miou", "fbiou", "episode_miou", "miou_panet_metric"}
     np.testing.assert_array_equal(frame["value"].to_numpy(), summary["value"].to_numpy())  # full precision
     assert set(frame["fold"]) == {"0", "1", "2", "3", "mean"}
     assert set(frame["ci_method"]) == {"seeds-t95", "episodes-bootstrap95"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..episodes import (EpisodeSpec, check_pin, committed_episode_path, episodes_to_bytes, generate_episode_list,
+from ..classes import fold_test_classes
+from ..episodes import (EpisodeSpec, check_pin, committed_episode_path, episodes_to_bytes, generate_episodes,
                         read_episode_list, sha256_bytes, write_episode_list)
 from ..errors import InputError
 from ..paths import DATA_ENV_VAR, default_data_root
@@ -69,24 +71,72 @@ def generated_episode_path(results_dir: Path, protocol: Protocol, fold: int, sho
     return Path(results_dir) / "episodes" / protocol.name / f"{episode_key(fold, shot, seed)}.jsonl"
 
 
-def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, seed: int,
-                     results_dir: Path) -> tuple[list[EpisodeSpec], str, Path]:
-    """The committed list when the protocol ships one, else one generated from the data.
+@dataclass(frozen=True)
+class ResolvedEpisodes:
+    """The episode list a run uses, where it came from, and a note for the user (or None)."""
 
-    Either way a pinned sha256 is checked, so a run never silently uses other episodes.
+    episodes: list[EpisodeSpec]
+    sha256: str
+    path: Path
+    # kind: committed | generated | custom; for generated lists also the sampler's record of the
+    # original lists it read (their sha256) and whether its pools had to be derived.
+    source: dict
+    note: str | None = None
+
+    def __iter__(self):  # (episodes, sha256, path), as before this class existed
+        return iter((self.episodes, self.sha256, self.path))
+
+
+def original_lists_path(protocol: Protocol, tree: VocTree, override: str | Path | None) -> Path | None:
+    """--original-lists, else the protocol's `original_lists` (relative paths from the VOC2012 folder)."""
+    if override:
+        return Path(override)
+    if protocol.original_lists:
+        path = Path(protocol.original_lists)
+        return path if path.is_absolute() else tree.root / path
+    return None
+
+
+def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, seed: int, results_dir: Path,
+                     original_lists: str | Path | None = None,
+                     episode_list: str | Path | None = None) -> ResolvedEpisodes:
+    """A custom list when one is given, else the committed list when the protocol ships one, else one
+    generated from the data by the protocol's sampler.
+
+    A pinned sha256 is checked for the protocol's own lists, so a run never silently uses other episodes.
     """
     index = class_index(tree, protocol.split, results_dir)
+    if episode_list is not None:
+        path = Path(episode_list)
+        episodes, sha256 = read_episode_list(path)
+        check_custom_list(episodes, fold, shot, str(path))
+        check_episode_ids(episodes, index, str(path))
+        return ResolvedEpisodes(episodes, sha256, path, {"kind": "custom", "path": str(path.resolve())})
     committed = committed_episode_path(protocol, fold, shot, seed)
     if committed.is_file():
         episodes, sha256 = read_episode_list(committed)
         check_pin(protocol, fold, shot, seed, sha256, str(committed))
         check_episode_ids(episodes, index, str(committed))
-        return episodes, sha256, committed
-    episodes = generate_episode_list(protocol, index, fold, shot, seed)
+        return ResolvedEpisodes(episodes, sha256, committed, {"kind": "committed"})
+    drawn = generate_episodes(protocol, index, fold, shot, seed, tree=tree,
+                              original_lists=original_lists_path(protocol, tree, original_lists))
     path = generated_episode_path(results_dir, protocol, fold, shot, seed)
-    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(episodes)), str(path))
-    sha256 = write_episode_list(path, episodes)
-    return episodes, sha256, path
+    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(drawn.episodes)), str(path))
+    check_episode_ids(drawn.episodes, index, str(path))
+    sha256 = write_episode_list(path, drawn.episodes)
+    return ResolvedEpisodes(drawn.episodes, sha256, path, {"kind": "generated", **drawn.source}, drawn.note)
+
+
+def check_custom_list(episodes: list[EpisodeSpec], fold: int, shot: int, source: str) -> None:
+    """A custom list must fit the cell it is run as: the fold's test classes and `shot` supports."""
+    classes = set(fold_test_classes(fold))
+    for episode in episodes:
+        if episode.class_id not in classes:
+            raise InputError(f"{source}: episode {episode.index} has class {episode.class_id}, not a test class of "
+                             f"fold {fold} ({', '.join(map(str, sorted(classes)))}); expected --fold to match the list")
+        if len(episode.support) != shot:
+            raise InputError(f"{source}: episode {episode.index} has {len(episode.support)} supports; expected "
+                             f"--shot {shot} to match the list")
 
 
 def check_episode_ids(episodes: list[EpisodeSpec], index: ClassIndex, source: str) -> None:

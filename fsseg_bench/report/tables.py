@@ -23,8 +23,17 @@ def _cell(row) -> str:
     return f"{row['value']:.1f}" if math.isnan(half) else f"{row['value']:.1f} ± {half:.1f}"
 
 
-def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None) -> tuple[list[str], list[tuple], dict]:
-    """(row labels, column keys (shot, fold|'fbiou'), {(method, column): (text, value)})."""
+MIOU_NOTES = {
+    "miou": "mIoU is class-pooled",
+    "miou_panet_metric": "mIoU is PANet's Metric (class-pooled, but a query whose label lacks the class is "
+                         "not counted, so its false positives are not either)",
+}
+
+
+def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None,
+               miou_metric: str = "miou") -> tuple[list[str], list[tuple], dict]:
+    """(row labels, column keys (shot, fold|'fbiou'), {(method, column): (text, value)}); the fold
+    columns show `miou_metric` (the protocol's choice)."""
     chosen = primary(summary)
     methods = methods or sorted(chosen["method"].unique())
     shots = sorted(chosen["shot"].unique())
@@ -32,7 +41,7 @@ def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None) -> tuple
     cells = {}
     for method in methods:
         for shot, fold in columns:
-            metric, key_fold = ("fbiou", "mean") if fold == "fbiou" else ("miou", fold)
+            metric, key_fold = ("fbiou", "mean") if fold == "fbiou" else (miou_metric, fold)
             match = chosen[(chosen.method == method) & (chosen.shot == shot) & (chosen.fold == key_fold) & (chosen.metric == metric)]
             if len(match):
                 cells[(method, (shot, fold))] = (_cell(match.iloc[0]), match.iloc[0]["value"])
@@ -58,20 +67,20 @@ def _header_name(fold: str) -> str:
     return {"mean": "Mean", "fbiou": "FB-IoU"}.get(fold, f"Fold-{fold}")
 
 
-def _interval_note(summary: pd.DataFrame) -> str:
+def _interval_note(summary: pd.DataFrame, miou_metric: str = "miou") -> str:
     kinds = set(primary(summary)["ci_method"])
     return ("± is the half-width of the 95% interval " +
             ("across seeds (Student t)" if kinds == {"seeds-t95"} else
              "across episodes (percentile bootstrap, resampled within class)" if kinds == {"episodes-bootstrap95"} else
              "across seeds (Student t) where there are several seeds, else across episodes (bootstrap)") +
-            f". mIoU is class-pooled; FB-IoU is the mean over folds. {LIMIT_MARK}: run with --limit (not the full "
+            f". {MIOU_NOTES[miou_metric]}; FB-IoU is the mean over folds. {LIMIT_MARK}: run with --limit (not the full "
             f"protocol); {NOT_PRETRAINED_MARK}: encoder without pretrained weights; {OTHER_SHOT_MARK}: some runs "
             f"used a checkpoint trained at another shot (--allow-other-shot).")
 
 
-def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None) -> str:
+def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou") -> str:
     methods = methods or sorted(summary["method"].unique())
-    labels, columns, cells = paper_grid(summary, methods)
+    labels, columns, cells = paper_grid(summary, methods, miou_metric)
     header = "| Method | " + " | ".join(f"{shot}-shot {_header_name(f)}" for shot, f in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for method, label in zip(methods, labels):
@@ -81,12 +90,12 @@ def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None) -> s
             texts.append(f"**{text}**" if method in _best(cells, methods, column) else text)
         lines.append(f"| {label} | " + " | ".join(texts) + " |")
     protocol = ", ".join(sorted(summary["protocol"].unique()))
-    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {_interval_note(summary)}\n"
+    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {_interval_note(summary, miou_metric)}\n"
 
 
-def latex_table(summary: pd.DataFrame, methods: list[str] | None = None) -> str:
+def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou") -> str:
     methods = methods or sorted(summary["method"].unique())
-    labels, columns, cells = paper_grid(summary, methods)
+    labels, columns, cells = paper_grid(summary, methods, miou_metric)
     shots = sorted({shot for shot, _ in columns})
     per_shot = len(columns) // len(shots)
     lines = [r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
@@ -110,10 +119,12 @@ def csv_table(summary: pd.DataFrame) -> str:
     return summary[columns].to_csv(index=False, float_format="%.17g")
 
 
-def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: dict[int, dict]) -> str:
+def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: dict[int, dict],
+                   miou_metric: str = "miou") -> str:
     """The two rows of an ablation and, per shot, the paired difference (variant - base) per fold."""
-    table = markdown_table(summary, [base, variant]).split("\n\nProtocol:")[0]
-    lines = [table, "", f"Paired difference {variant} − {base} (mIoU points, 95% paired-bootstrap interval; "
+    table = markdown_table(summary, [base, variant], miou_metric).split("\n\nProtocol:")[0]
+    lines = [table, "", f"Paired difference {variant} − {base} ({'mIoU' if miou_metric == 'miou' else miou_metric} "
+             f"points, 95% paired-bootstrap interval; "
              f"p from a sign-flip permutation test):", "",
              "| shot | " + " | ".join(_header_name(f) for f in FOLD_COLUMNS) + " |", "|---|" + "---|" * len(FOLD_COLUMNS)]
     for shot, per_fold in sorted(comparisons.items()):

@@ -173,7 +173,7 @@ def _measure(settings, method_name, backbone, threads, device, scratch: Path, en
     protocol = load_protocol(protocol_path)
     results = scratch / "results"
     tree = resolve_tree(protocol, data, results)
-    lists = {(k, s): episode_list_for(protocol, tree, 0, k, s, results)[0] for k in protocol.shots for s in protocol.seeds}
+    lists = {(k, s): episode_list_for(protocol, tree, 0, k, s, results).episodes for k in protocol.shots for s in protocol.seeds}
     image_ids = sorted({i for episodes in lists.values() for e in episodes for i in e.support + e.query})
     common = dict(results_dir=str(results), options=(("backbone", backbone),), data_root=str(tree.root),
                   save_predictions=0, threads=threads, device=device, encode_batch=encode_batch)

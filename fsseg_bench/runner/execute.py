@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..checkpoints import check_checkpoint, checkpoint_provenance
 from ..data.png import write_mask_png
@@ -145,6 +146,8 @@ class PreparedRun:
     options: dict
     checkpoint: dict | None  # provenance of the checkpoint, with its path and sha256
     warning: str | None
+    episode_source: dict = None      # committed | generated (sampler, original lists read) | custom
+    episode_note: str | None = None  # e.g. "original lists not found: not the original episodes"
 
 
 def validate_request(request: RunRequest, protocol: Protocol) -> None:
@@ -165,6 +168,15 @@ def validate_request(request: RunRequest, protocol: Protocol) -> None:
     if not (isinstance(request.feature_store_gib, (int, float)) and math.isfinite(request.feature_store_gib)
             and request.feature_store_gib >= 0):
         raise InputError(f"--feature-store-gib {request.feature_store_gib}: expected a number of GiB >= 0 (0: no store)")
+    if request.original_lists:
+        from ..sampling import READS_ORIGINAL_LISTS
+
+        if protocol.query_sampling not in READS_ORIGINAL_LISTS:
+            raise InputError(f"--original-lists {request.original_lists}: protocol {protocol.name!r} samples with "
+                             f"{protocol.query_sampling!r}, which reads no original lists (those that do: "
+                             f"{', '.join(sorted(READS_ORIGINAL_LISTS))})")
+    if request.original_lists and request.episode_list:
+        raise InputError("--original-lists and --episode-list: give one (a custom list replaces the sampler)")
     if isinstance(request.encode_batch, bool) or not isinstance(request.encode_batch, int) or request.encode_batch < 1:
         raise InputError(f"--encode-batch {request.encode_batch}: expected an integer >= 1")
 
@@ -195,7 +207,9 @@ def prepare_run(request: RunRequest) -> PreparedRun:
     results_dir = Path(request.results_dir)
     tree = resolve_tree(protocol, request.data_root, results_dir)
     index = class_index(tree, protocol.split, results_dir)
-    episodes, list_sha256, list_path = episode_list_for(protocol, tree, request.fold, request.shot, request.seed, results_dir)
+    resolved = episode_list_for(protocol, tree, request.fold, request.shot, request.seed, results_dir,
+                                original_lists=request.original_lists, episode_list=request.episode_list)
+    episodes, list_sha256, list_path = resolved
     if request.limit is not None:
         episodes = episodes[:request.limit]
     entry = get_entry(request.method)
@@ -208,7 +222,8 @@ def prepare_run(request: RunRequest) -> PreparedRun:
         provenance = _provenance(path)
         warning = check_checkpoint(provenance, request.method, protocol, request.fold, request.shot,
                                    request.allow_other_shot)
-    return PreparedRun(protocol, tree, index, episodes, list_sha256, list_path, entry, options, provenance, warning)
+    return PreparedRun(protocol, tree, index, episodes, list_sha256, list_path, entry, options, provenance, warning,
+                       resolved.source, resolved.note)
 
 
 def sample_indices(n_episodes: int, count: int) -> set[int]:
@@ -219,18 +234,31 @@ def sample_indices(n_episodes: int, count: int) -> set[int]:
 
 
 def scoring_label(prepared: PreparedLabel, class_id: int, protocol) -> np.ndarray:
-    """The query's binary label {0, 1, ignore} at the protocol's scoring resolution."""
-    label = prepared.original_label if protocol.score_at == "original" else prepared.label.numpy()
+    """The query's binary label {0, 1, ignore} at the protocol's scoring resolution: the resized
+    label, the original one, or (PFENet) the original padded with ignore to a square of its longer side."""
+    if protocol.score_at == "resized":
+        label = prepared.label.numpy()
+    elif protocol.score_at == "original":
+        label = prepared.original_label
+    else:  # original-square
+        side = max(prepared.original_label.shape)
+        label = np.full((side, side), protocol.ignore_index, dtype=np.uint8)
+        label[:prepared.original_label.shape[0], :prepared.original_label.shape[1]] = prepared.original_label
     binary = (label == class_id).astype(np.uint8)
     binary[label == protocol.ignore_index] = protocol.ignore_index
     return binary
 
 
 def scoring_prediction(scores: torch.Tensor, prepared: PreparedLabel, protocol) -> torch.Tensor:
-    """The binary prediction at the scoring resolution (for `original`: crop the padding, resize back)."""
+    """The binary prediction at the scoring resolution: `original` crops the padding and resizes
+    back; `original-square` (PFENet) upsamples the whole padded input, align_corners=True, to a
+    square of the original's longer side."""
     if protocol.score_at == "original":
         h, w = prepared.content_size
         scores = upsample_scores(scores[None, :, :h, :w], prepared.original_label.shape)[0]
+    elif protocol.score_at == "original-square":
+        side = max(prepared.original_label.shape)
+        scores = F.interpolate(scores[None], size=(side, side), mode="bilinear", align_corners=True)[0]
     return predicted_mask(scores)
 
 
@@ -367,7 +395,9 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     run_info = {
         "run_id": run_id(identity), **identity, "status": "running", "software": software(),
         "device": request.device, "threads": request.threads, "protocol_path": str(Path(protocol.path).resolve()),
-        "episode_list_path": str(Path(prepared.list_path).resolve()), "data_root": str(prepared.tree.root.resolve()),
+        "episode_list_path": str(Path(prepared.list_path).resolve()), "episode_source": prepared.episode_source,
+        "episode_list_custom": prepared.episode_source.get("kind") == "custom",
+        "data_root": str(prepared.tree.root.resolve()),
         "data_split": protocol.split, "code_files": list(code_files), "code_fingerprint_from": code_how,
         "method_origin": prepared.entry.origin, "plugins": list(request.plugins), "row_label": request.row_label,
         "checkpoint": checkpoint["path"] if checkpoint else None, "checkpoint_provenance": checkpoint,
@@ -393,7 +423,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     # and its checkpoint; the input by the preprocessing.
     encoder_key = (identity["method"], json.dumps(identity["method_config"], sort_keys=True, default=str),
                    identity["code_sha256"], identity["checkpoint_sha256"], tuple(protocol.image_size),
-                   protocol.resize, request.device)
+                   protocol.resize, protocol.image_resize, protocol.image_padding, request.device)
     to_save = sample_indices(len(episodes), request.save_predictions)
     (directory / "predictions").mkdir(exist_ok=True)
     writer = RecordWriter(directory)
@@ -411,7 +441,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         uncached_passes += 1
         return compute()
 
-    statistic_key = (*encoder_key, "support-statistic", protocol.support_ignore)
+    statistic_key = (*encoder_key, "support-statistic", protocol.support_ignore, protocol.label_resize)
 
     def statistic(image_id: str, class_id: int, mask: torch.Tensor) -> torch.Tensor:
         compute = lambda: method.support_statistic(encoded(image_id), mask)
@@ -461,7 +491,9 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                 check_scores(scores, (len(spec.query), 2, *protocol.image_size), request.label, spec.index)
                 prediction = scoring_prediction(scores[0].cpu(), queries[0], protocol)
                 if spec.index in to_save:
-                    write_mask_png(directory / "predictions" / f"{spec.index:05d}.png", prediction.numpy().astype(np.uint8))
+                    height, width = queries[0].original_label.shape
+                    saved = prediction[:height, :width] if protocol.score_at == "original-square" else prediction
+                    write_mask_png(directory / "predictions" / f"{spec.index:05d}.png", saved.numpy().astype(np.uint8))
                 predictions.append(prediction)
                 labels.append(scoring_label(queries[0], spec.class_id, protocol))
             for spec, row in zip(chunk, score_batch(predictions, labels, protocol.ignore_index)):

@@ -51,9 +51,10 @@ def preflight(requests: list[RunRequest]) -> list[str]:
     warnings: list[str] = []
     with one_look_at_the_data():
         for request in requests:
-            warning = prepare_run(request).warning
-            if warning and warning not in warnings:
-                warnings.append(warning)
+            prepared = prepare_run(request)
+            for warning in (prepared.warning, prepared.episode_note):
+                if warning and warning not in warnings:
+                    warnings.append(warning)
     return warnings
 
 

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import preprocess
+from .. import preprocess, resample
 
-# Preprocessing code is part of what determines features (normalisation, resizing).
-PREPROCESS_SHA256 = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()
+# Preprocessing code is part of what determines features (normalisation, resizing kernels).
+PREPROCESS_SHA256 = hashlib.sha256(b"".join(Path(module.__file__).read_bytes()
+                                            for module in (preprocess, resample))).hexdigest()
 
 
 def encoder_folder_name(encoder_key: tuple) -> str:

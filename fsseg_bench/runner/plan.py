@@ -45,6 +45,8 @@ class RunRequest:
     force: bool = False             # recompute even a complete run
     allow_other_shot: bool = False  # accept a checkpoint trained at another shot (recorded, marked)
     row_label: str | None = None    # the row label tables use for this configuration (run --label)
+    original_lists: str | None = None  # where an *-original sampler finds the original lists (--original-lists)
+    episode_list: str | None = None    # run this JSONL episode list instead of the protocol's (--episode-list)
 
     @property
     def label(self) -> str:

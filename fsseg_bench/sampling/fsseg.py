@@ -1,0 +1,92 @@
+"""The harness's own samplers: one local numpy Generator seeded from (seed, fold, shot).
+
+They follow each codebase's *convention* (which images are queries, how the class is chosen) but
+draw their own episodes, and always draw distinct supports:
+
+- class-uniform (PANet's convention): class drawn uniformly, then shot+1 distinct images of it;
+  the last is the query.
+- cycle-pairs (HSNet's): episode i takes the (image, class) pair i mod n of the fold, in list
+  order; supports drawn at random among the other images of the class.
+- walk-images (PFENet's): episode i takes image i mod n among those holding a test class; the
+  class is drawn among the test classes present; supports as above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..classes import class_name, fold_test_classes
+from ..data.voc import ClassIndex
+from ..episodes import EpisodeSpec
+from ..errors import InputError
+from . import SampledEpisodes, SamplingInput, register_sampler
+
+
+def episode_rng(seed: int, fold: int, shot: int) -> np.random.Generator:
+    return np.random.default_rng([seed, fold, shot])
+
+
+def class_pools(index: ClassIndex, fold: int, shot: int, min_fg_pixels: int) -> dict[int, list[str]]:
+    pools = {}
+    for class_id in fold_test_classes(fold):
+        pool = index.images_with(class_id, min_fg_pixels)
+        if len(pool) < shot + 1:
+            raise InputError(
+                f"class {class_id} ({class_name(class_id)}): {len(pool)} images in split {index.split!r} with "
+                f">= {max(1, min_fg_pixels)} pixels of it; expected at least shots + 1 = {shot + 1}"
+            )
+        pools[class_id] = pool
+    return pools
+
+
+def _supports(rng: np.random.Generator, pool: list[str], query: str, shot: int) -> tuple[str, ...]:
+    candidates = [image_id for image_id in pool if image_id != query]
+    picked = rng.choice(len(candidates), size=shot, replace=False)
+    return tuple(candidates[i] for i in picked)
+
+
+def _source(name: str) -> dict:
+    return {"sampler": name, "lists": [], "derived": False}
+
+
+@register_sampler("class-uniform")
+def class_uniform(inputs: SamplingInput) -> SampledEpisodes:
+    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    classes = sorted(pools)
+    rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
+    episodes = []
+    for i in range(inputs.n_episodes):
+        class_id = classes[int(rng.integers(len(classes)))]
+        pool = pools[class_id]
+        picked = rng.choice(len(pool), size=inputs.shot + 1, replace=False)
+        episodes.append(EpisodeSpec(i, class_id, (pool[picked[-1]],), tuple(pool[j] for j in picked[:-1])))
+    return SampledEpisodes(episodes, _source("class-uniform"))
+
+
+@register_sampler("cycle-pairs")
+def cycle_pairs(inputs: SamplingInput) -> SampledEpisodes:
+    index = inputs.index
+    pools = class_pools(index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
+    pairs = [(image_id, c) for image_id in index.ids
+             for c in index.classes_of(image_id, inputs.min_fg_pixels) if c in pools]
+    episodes = []
+    for i in range(inputs.n_episodes):
+        query, class_id = pairs[i % len(pairs)]
+        episodes.append(EpisodeSpec(i, class_id, (query,), _supports(rng, pools[class_id], query, inputs.shot)))
+    return SampledEpisodes(episodes, _source("cycle-pairs"))
+
+
+@register_sampler("walk-images")
+def walk_images(inputs: SamplingInput) -> SampledEpisodes:
+    index = inputs.index
+    pools = class_pools(index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
+    walk = [(image_id, present) for image_id in index.ids
+            if (present := [c for c in index.classes_of(image_id, inputs.min_fg_pixels) if c in pools])]
+    episodes = []
+    for i in range(inputs.n_episodes):
+        query, present = walk[i % len(walk)]
+        class_id = present[int(rng.integers(len(present)))]
+        episodes.append(EpisodeSpec(i, class_id, (query,), _supports(rng, pools[class_id], query, inputs.shot)))
+    return SampledEpisodes(episodes, _source("walk-images"))
