@@ -310,6 +310,10 @@ def test_pascal5i_hsnet_run_uses_hsnets_episodes_and_records_the_pair_file(origi
         (pairs / "fold0.txt").read_bytes()).hexdigest()
     records = [json.loads(line) for line in (run_json.parent / "records.jsonl").read_text().splitlines()]
     assert [(r["class_id"], r["query"][0], tuple(r["support"])) for r in records] == _hsnet_by_hand(5, 20)
+    # The run points at an immutable copy of its list, named by its sha256.
+    frozen = Path(info["episode_list_path"])
+    assert frozen.name == info["episode_list_sha256"] + ".jsonl"
+    assert __import__("hashlib").sha256(frozen.read_bytes()).hexdigest() == info["episode_list_sha256"]
     # Without the pair files the run warns once that the episodes are not HSNet's.
     result = _cli("run", "--protocol", "pascal5i-hsnet", "--data-root", original_tree, "--results", results,
                   "--method", "support-copy", "--fold", "0", "--shot", "1", "--limit", "3", "--quiet")

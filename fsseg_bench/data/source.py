@@ -124,7 +124,12 @@ def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, se
     check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(drawn.episodes)), str(path))
     check_episode_ids(drawn.episodes, index, str(path))
     sha256 = write_episode_list(path, drawn.episodes)
-    return ResolvedEpisodes(drawn.episodes, sha256, path, {"kind": "generated", **drawn.source}, drawn.note)
+    # `path` holds the latest list of this (fold, shot, seed); a run points at an immutable copy
+    # named by its sha256, since other original lists would give another list under the same name.
+    frozen = path.parent / "sha256" / f"{sha256}.jsonl"
+    if not frozen.is_file():
+        write_episode_list(frozen, drawn.episodes)
+    return ResolvedEpisodes(drawn.episodes, sha256, frozen, {"kind": "generated", **drawn.source}, drawn.note)
 
 
 def check_custom_list(episodes: list[EpisodeSpec], fold: int, shot: int, source: str) -> None:
