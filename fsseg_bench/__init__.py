@@ -1,3 +1,24 @@
-"""fsseg-bench: a reproducible benchmark harness for few-shot semantic segmentation."""
+"""fsseg-bench: a reproducible benchmark harness for few-shot semantic segmentation.
+
+The Python API (imported lazily, so `import fsseg_bench` stays cheap):
+
+    run, load_results, summarise, table, compare, plot   (fsseg_bench.api)
+    register_method, Method, Episode, load_protocol, InputError
+"""
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "run": "api", "load_results": "api", "summarise": "api", "table": "api", "compare": "api", "plot": "api",
+    "register_method": "registry", "list_methods": "registry", "Method": "method", "Episode": "episode",
+    "load_protocol": "protocol", "InputError": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'fsseg_bench' has no attribute {name!r}")

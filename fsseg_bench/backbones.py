@@ -7,7 +7,6 @@ the caller records `pretrained: false`.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,15 +146,15 @@ def _load_resnet50(model: ResNet50Features, state: dict[str, torch.Tensor], sour
         raise InputError(f"{source}: not a ResNet-50 state dict (missing {missing[0]!r} and {len(missing) - 1} more)")
 
 
-_WARNED: set[str] = set()
-
-
 def warn_not_pretrained(name: str, looked: str) -> None:
-    if name not in _WARNED:
-        _WARNED.add(name)
-        print(f"WARNING: no pretrained weights for backbone {name!r} ({looked}); it is RANDOMLY initialised "
-              f"and results record pretrained: false. Pass --weights PATH to use ImageNet weights.",
-              file=sys.stderr)
+    from .console import warn
+
+    if name == "smallcnn":  # the stand-in's small CNN has no published weights to point at
+        warn("backbone 'smallcnn' has no pretrained weights (none exist for it): it starts from a seeded random "
+             "init and results record pretrained: false")
+    else:
+        warn(f"no pretrained weights for backbone {name!r} ({looked}); it is RANDOMLY initialised and results "
+             f"record pretrained: false. Pass --weights PATH to use ImageNet weights.")
 
 
 BACKBONE_NAMES = ("vgg16", "resnet50", "smallcnn")

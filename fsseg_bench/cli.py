@@ -51,9 +51,9 @@ def cmd_episodes(args) -> int:
     protocol = load_protocol(args.protocol)
     tree = resolve_tree(protocol, args.data_root, args.results)
     index = class_index(tree, protocol.split, args.results)
-    folds = [args.fold] if args.fold is not None else list(protocol.folds)
-    shots = [args.shot] if args.shot is not None else list(protocol.shots)
-    seeds = [args.seed] if args.seed is not None else list(protocol.seeds)
+    folds = args.fold or list(protocol.folds)
+    shots = args.shot or list(protocol.shots)
+    seeds = args.seed or list(protocol.seeds)
     if args.out is not None and len(folds) * len(shots) * len(seeds) > 1:
         raise InputError(f"--out {args.out}: names one file, so give one --fold, --shot and --seed")
     if args.original_lists:
@@ -107,9 +107,9 @@ def _import_episodes(args) -> int:
     classes = {e.class_id for e in episodes}
     folds = [f for f in range(NUM_FOLDS) if classes <= set(fold_test_classes(f))]
     shots = {len(e.support) for e in episodes}
-    if len(folds) == 1 and len(shots) == 1 and args.seed is not None:
+    if len(folds) == 1 and len(shots) == 1 and args.seed is not None and len(args.seed) == 1:
         # The line to pin it in a protocol file, under [episode_sha256].
-        print(f'"{episode_key(folds[0], shots.pop(), args.seed)}" = "{sha256}"')
+        print(f'"{episode_key(folds[0], shots.pop(), args.seed[0])}" = "{sha256}"')
     return 0
 
 
@@ -159,8 +159,12 @@ def cmd_train(args) -> int:
     options = _parse_options(args.option)
     if args.weights:
         options["weights"] = args.weights
-    folds = [args.fold] if args.fold is not None else list(protocol.folds)
-    shots = [args.shot] if args.shot is not None else list(protocol.shots)
+    _positive("--threads", args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)  # torch's default (every core) is slower for small models on a busy machine
+    folds = args.fold or list(protocol.folds)
+    shots = args.shot or list(protocol.shots)
     for fold in folds:
         for shot in shots:
             result = train(protocol, args.method, fold, shot, data_root=args.data_root, results_dir=args.results,
@@ -369,23 +373,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .report import plots
+    from .api import plot
 
     records = _load_selected(args.results, args.protocol, args.method or None)
-    out = Path(args.out)
-    if args.kind == "per-class":
-        paths = plots.plot_per_class(records, out / f"per-class-{args.shot}shot", args.shot)
-    elif args.kind == "shots":
-        from .report.summary import summarise
-        paths = plots.plot_shots(summarise(records, metrics=("miou",), resamples=args.resamples), out / "shots")
-    elif args.kind == "episodes":
-        paths = plots.plot_episodes(records, out / f"episodes-{args.shot}shot", args.shot)
-    else:
-        import json
-        from .data.voc import locate_voc
-        data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
-        paths = plots.plot_qualitative(records, out / f"qualitative-{args.shot}shot", locate_voc(data_root), args.shot)
-    for path in paths:
+    for path in plot(args.kind, records, args.out, args.shot, args.data_root, args.resamples):
         print(path)
     return 0
 
@@ -426,9 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("episodes", help="generate episode lists (JSONL) and print their sha256")
     _add_data_args(p)
-    p.add_argument("--fold", type=int, default=None)
-    p.add_argument("--shot", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds (default: the protocol's)")
+    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots (default: the protocol's)")
+    p.add_argument("--seed", type=int, nargs="+", default=None, help="seeds (default: the protocol's)")
     p.add_argument("--episodes", type=int, default=None, help="override the protocol's episode count")
     p.add_argument("--out", default=None, help="output file (one fold/shot/seed only)")
     p.add_argument("--original-lists", "--pairs-dir", dest="original_lists", default=None, metavar="PATH",
@@ -448,14 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="episodic training on a fold's base classes (resumes after a crash)")
     _add_data_args(p)
     p.add_argument("--method", required=True)
-    p.add_argument("--fold", type=int, default=None)
-    p.add_argument("--shot", type=int, default=None)
+    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds to train (default: the protocol's)")
+    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots to train at (default: the protocol's)")
     p.add_argument("--iterations", type=int, default=None, help="override the schedule's episode count")
     p.add_argument("--weights", default=None, help="backbone weights (e.g. torchvision VGG16 .pth)")
     p.add_argument("--option", action="append", default=[], help="method option KEY=VALUE")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--plugin", action="append", default=[])
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as each run worker uses)")
+    p.add_argument("--plugin", action="append", default=[], help="a .py file that registers methods (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="only warnings, errors and the summary line")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("run", help="run methods on a protocol; resumable, cached, parallel")
@@ -548,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shot", type=int, default=1)
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--out", default="results/figures")
+    p.add_argument("--data-root", default=None,
+                   help="qualitative: the data tree to read images from (default: the one the runs recorded)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="the main job on the synthetic stand-in: train, run everything, report")

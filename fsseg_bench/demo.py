@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -38,16 +39,18 @@ def settings(quick: bool) -> DemoSettings:
     return DemoSettings(False, None, None, None)
 
 
-def _train_job(args) -> str:
+def _train_job(args) -> tuple[str, list[str]]:
     import torch
 
+    from .console import collected
     from .training import train
 
     protocol_path, method, fold, data_root, out, iterations = args
     torch.set_num_threads(1)
-    result = train(load_protocol(protocol_path), method, fold, 1, data_root=data_root, results_dir=Path(out),
-                   iterations=iterations, progress=False)
-    return f"{method} fold {fold}: {result.iterations} episodes at {result.episodes_per_second:.0f}/s"
+    with collected() as warnings:  # said once by the parent, not once per worker
+        result = train(load_protocol(protocol_path), method, fold, 1, data_root=data_root, results_dir=Path(out),
+                       iterations=iterations, progress=False)
+    return f"{method} fold {fold}: {result.iterations} episodes at {result.episodes_per_second:.0f}/s", warnings
 
 
 def train_all(protocol, data_root: Path, out: Path, iterations: int | None, workers: int, quiet: bool) -> None:
@@ -55,10 +58,16 @@ def train_all(protocol, data_root: Path, out: Path, iterations: int | None, work
 
     jobs = [(protocol.path, method, fold, str(data_root), str(out), iterations) for method in TRAINED for fold in protocol.folds]
     context = multiprocessing.get_context("spawn")
+    from .console import interactive, warn
+
+    bars = not quiet and interactive()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for message in tqdm(pool.map(_train_job, jobs), total=len(jobs), desc="train", unit="model", disable=quiet):
+        for message, warnings in tqdm(pool.map(_train_job, jobs), total=len(jobs), desc="train", unit="model",
+                                      disable=not bars):
+            for warning in warnings:
+                warn(warning)
             if not quiet:
-                tqdm.write(message)
+                tqdm.write(message, file=sys.stderr) if bars else print(message, file=sys.stderr, flush=True)
 
 
 def check_panet_beats_baselines(summary) -> tuple[bool, list[str]]:

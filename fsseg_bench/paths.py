@@ -1,16 +1,19 @@
 """Where the project's own folders live.
 
-fsseg-bench is installed editable (`pip install -e .`), so the built-in `protocols/` and
-`methods/` folders sit beside the package in the repository root.
+In a source checkout (and an editable install) the built-in `protocols/` and `methods/` folders
+sit beside the package in the repository root; a wheel carries them inside the package as
+`builtin_protocols/` and `builtin_methods/` (see pyproject.toml). The checkout wins when both exist.
 """
 
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PROTOCOLS_DIR = REPO_ROOT / "protocols"
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "protocols").is_dir()
+PROTOCOLS_DIR = REPO_ROOT / "protocols" if IN_CHECKOUT else PACKAGE_DIR / "builtin_protocols"
 EPISODES_DIR = PROTOCOLS_DIR / "episodes"
-METHODS_DIR = REPO_ROOT / "methods"
+METHODS_DIR = REPO_ROOT / "methods" if IN_CHECKOUT else PACKAGE_DIR / "builtin_methods"
 DEFAULT_RESULTS_DIR = Path("results")
 DATA_ENV_VAR = "FSSEG_BENCH_DATA"
 

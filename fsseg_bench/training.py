@@ -8,6 +8,7 @@ episodes an uninterrupted run would have seen.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from .console import interactive
 
 from . import __version__
 from .checkpoints import file_sha256, read_checkpoint, save_checkpoint, tensors_sha256
@@ -129,8 +132,11 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     method.train()
     began = time.perf_counter()
     end = total if stop_after is None else min(total, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=total, disable=not progress,
+    bars = progress and interactive()
+    bar = tqdm(range(start, end), initial=start, total=total, disable=not bars,
                desc=f"train {method_name} fold {fold} shot {shot}", unit="ep", dynamic_ncols=True)
+    # Off a terminal: one plain line per `checkpoint_every` episodes instead of a redrawn bar.
+    line_every = schedule.checkpoint_every if progress and not bars else 0
     for iteration in bar:
         spec, flips = training_episode(pools, schedule.seed, fold, shot, iteration, schedule.flip)
         episode, _ = build_episode(spec, load, protocol, flips)
@@ -144,6 +150,11 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         if (iteration + 1) % schedule.checkpoint_every == 0 and iteration + 1 < total:
             save_checkpoint(last_path, payload(iteration + 1))
+        if line_every and (iteration + 1) % line_every == 0:
+            rate = (iteration + 1 - start) / max(time.perf_counter() - began, 1e-9)
+            print(f"train {method_name} fold {fold} shot {shot}: {iteration + 1}/{total} episodes, "
+                  f"loss {np.mean(losses[-50:]):.3f}, lr {scheduler.get_last_lr()[0]:.1e}, {rate:.1f} episodes/s",
+                  file=sys.stderr, flush=True)
     bar.close()
     seconds = time.perf_counter() - began
     done = end - start

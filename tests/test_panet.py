@@ -199,13 +199,16 @@ def test_torchvision_vgg16_initialises_the_encoder(tmp_path, capsys):
     assert ours[-1].dilation == (2, 2)
 
 
-def test_without_weights_it_says_so(capsys):
-    from fsseg_bench import backbones
+def test_without_weights_it_says_so():
+    from fsseg_bench.console import collected
 
-    backbones._WARNED.discard("smallcnn")
-    method = registry.create_method("panet", backbone="smallcnn")
+    with collected() as warnings:
+        method = registry.create_method("panet", backbone="smallcnn")
+        registry.create_method("panet", backbone="vgg16")
     assert method.pretrained is False
-    assert "RANDOMLY initialised" in capsys.readouterr().err
+    # The small CNN has no weights to point at; VGG16's warning says how to pass them.
+    assert any("'smallcnn' has no pretrained weights" in w and "--weights" not in w for w in warnings)
+    assert any("'vgg16'" in w and "RANDOMLY initialised" in w and "--weights PATH" in w for w in warnings)
 
 
 def test_vgg16_encoder_geometry():

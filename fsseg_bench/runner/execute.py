@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoints import check_checkpoint, checkpoint_provenance
+from ..console import collected, silenced
 from ..data.png import write_mask_png
 from ..data.source import class_index, episode_list_for, resolve_tree
 from ..data.voc import ClassIndex, VocTree
@@ -49,6 +50,8 @@ class RunOutcome:
     run_dir: str | None = None
     episodes: int = 0
     cause: str = ""  # for failures: "input" (bad data or configuration) | "method" | "worker" | "timeout"
+    seconds: float = 0.0  # wall time of the episodes computed in this invocation
+    warnings: tuple = ()  # said once by the process that reports outcomes (see console.py)
 
 
 class RunFailure(Exception):
@@ -74,9 +77,12 @@ def _method_instance(request: RunRequest, options: dict, checkpoint: str | None,
     if key not in _METHODS:
         if len(_METHODS) >= 4:
             _METHODS.pop(next(iter(_METHODS)))
-        method = create_method(request.method, **options)
         if checkpoint:
+            with silenced():  # the encoder's init is replaced by the checkpoint: no "randomly initialised" warning
+                method = create_method(request.method, **options)
             method.load_checkpoint(checkpoint)
+        else:
+            method = create_method(request.method, **options)
         _METHODS[key] = method.eval().to(request.device)
     return _METHODS[key]
 
@@ -290,6 +296,14 @@ def run_one(request: RunRequest, progress: Progress | None = None) -> RunOutcome
         text = message if message.startswith(request.label) else f"{request.label}: {message}"
         return RunOutcome(request.label, "failed", text, cause=cause)
 
+    from dataclasses import replace
+
+    with collected() as warnings:
+        outcome = _run_one_guarded(request, progress, failed)
+    return replace(outcome, warnings=tuple(warnings)) if warnings else outcome
+
+
+def _run_one_guarded(request: RunRequest, progress: Progress | None, failed) -> RunOutcome:
     try:
         return _run_one(request, progress or (lambda *a: None))
     except RunLocked as exc:
@@ -514,4 +528,4 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                     wall_seconds=round(wall + previous.get("wall_seconds", 0.0), 3),
                     encoder_passes=passes + previous.get("encoder_passes", 0))
     write_run_json(directory, run_info)
-    return RunOutcome(request.label, "complete", "", str(directory), len(episodes))
+    return RunOutcome(request.label, "complete", "", str(directory), len(episodes), seconds=round(wall, 3))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..data.source import one_look_at_the_data
 from . import execute as execute_module
+from ..console import interactive, warn
 from .execute import PREDICT_CHUNK, RunOutcome, prepare_run, run_one
 from .plan import RunRequest
 
@@ -71,15 +72,19 @@ def run_group(requests: list[RunRequest]) -> list[RunOutcome]:
 
 
 class ProgressBars:
-    """An overall bar plus one bar per active run (episodes/s and ETA); failures printed once each."""
+    """On a terminal: an overall bar plus one bar per active run (episodes/s and ETA). Elsewhere (a
+    pipe, a log file): one plain line per finished run. Failures and warnings are said once each;
+    `quiet` keeps only those."""
 
     def __init__(self, total_runs: int, quiet: bool):
-        self.quiet = quiet
-        self.overall = tqdm(total=total_runs, desc="runs", unit="run", disable=quiet, position=0, dynamic_ncols=True)
+        self.quiet, self.total, self.done = quiet, total_runs, 0
+        self.bars_on = not quiet and interactive()
+        self.overall = tqdm(total=total_runs, desc="runs", unit="run", disable=not self.bars_on, position=0,
+                            dynamic_ncols=True)
         self.bars: dict[str, tqdm] = {}
 
     def __call__(self, event: str, label: str, number: int) -> None:
-        if self.quiet:
+        if not self.bars_on:
             return
         if event == "start":
             self.bars[label] = tqdm(total=number, desc=label, unit="ep", leave=False,
@@ -89,10 +94,29 @@ class ProgressBars:
         elif event == "end" and label in self.bars:
             self.bars.pop(label).close()
 
+    def _say(self, text: str, stream=None) -> None:
+        stream = stream or sys.stderr  # looked up now: tests and notebooks replace sys.stderr
+        if self.bars_on:
+            tqdm.write(text, file=stream)
+        else:
+            print(text, file=stream, flush=True)
+
     def finished(self, outcome: RunOutcome) -> None:
+        self.done += 1
         self.overall.update(1)
+        for warning in outcome.warnings:
+            if self.bars_on:
+                with tqdm.external_write_mode(file=sys.stderr):
+                    warn(warning)
+            else:
+                warn(warning)
         if outcome.status in ("failed", "locked"):
-            tqdm.write(("FAILED: " if outcome.status == "failed" else "") + outcome.message, file=sys.stderr)
+            self._say(("FAILED: " if outcome.status == "failed" else "") + outcome.message)
+        elif not self.quiet and not self.bars_on:
+            figures = (f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
+                       f"({outcome.episodes / max(outcome.seconds, 1e-9):.0f}/s)" if outcome.status == "complete"
+                       else f": {outcome.message}" if outcome.message else "")
+            self._say(f"[{self.done}/{self.total}] {outcome.label} {outcome.status}{figures}")
 
     def close(self) -> None:
         for bar in self.bars.values():
@@ -108,7 +132,7 @@ def execute(requests: list[RunRequest], executor: str = "local", workers: int | 
     Raises InputError before any work when a request is bad, and `Interrupted` on Ctrl-C.
     """
     for warning in preflight(requests):
-        print(f"WARNING: {warning}", file=sys.stderr)
+        warn(warning)
     workers = workers or 1
     bars = ProgressBars(len(requests), quiet)
     try:

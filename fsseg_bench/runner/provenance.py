@@ -7,7 +7,7 @@ import subprocess
 from functools import lru_cache
 
 from .. import __version__
-from ..paths import REPO_ROOT
+from ..paths import IN_CHECKOUT, REPO_ROOT
 
 
 @lru_cache(maxsize=1)
@@ -15,6 +15,8 @@ def git_state() -> dict:
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10)
 
+    if not IN_CHECKOUT:  # an installed wheel: its version (harness_version) is the record
+        return {"commit": None, "dirty": None}
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:

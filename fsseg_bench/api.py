@@ -1,0 +1,133 @@
+"""The Python API: the CLI's main verbs as functions, for notebooks and scripts.
+
+    import fsseg_bench as fb
+    fb.run("synthetic5i", ["knn", "all-foreground"], folds=[0], shots=[1], limit=20)
+    records = fb.load_results("results", "synthetic5i")
+    print(fb.table(records))
+
+Runs execute in this process by default (no worker pool, so no `__main__` guard is needed and
+methods registered in a notebook are visible); `workers=N` uses worker processes, as the CLI does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .paths import DEFAULT_RESULTS_DIR
+
+
+def run(protocol: str | Path = "synthetic5i", methods: str | list[str] = ("all-foreground",), *,
+        folds=None, shots=None, seeds=None, results: str | Path = DEFAULT_RESULTS_DIR,
+        data_root: str | Path | None = None, limit: int | None = None, options: dict | None = None,
+        checkpoints: dict | None = None, plugins=(), workers: int = 1, quiet: bool = True,
+        **request_fields) -> list:
+    """Run `methods` on the protocol's matrix (or the selected folds, shots and seeds); returns one
+    `RunOutcome` per run (status complete | skipped | failed | locked). Existing complete runs are
+    skipped. `options` maps a method to its {option: value}; `checkpoints` a method to a file;
+    `request_fields` are further `RunRequest` fields (force, allow_other_shot, row_label, ...).
+    Raises `InputError` (one line) for bad input before any work."""
+    from .protocol import load_protocol
+    from .registry import get_entry, load_methods
+    from .runner import execute, plan_runs
+
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    plugins = tuple(str(Path(p).resolve()) for p in plugins)
+    load_methods(list(plugins))
+    loaded = load_protocol(protocol)
+    requests = []
+    for method in methods:
+        get_entry(method)
+        option_items = tuple(sorted((options or {}).get(method, {}).items()))
+        checkpoint = (checkpoints or {}).get(method)
+        requests += plan_runs(loaded, [method], results_dir=results, folds=folds, shots=shots, seeds=seeds,
+                              options=option_items, checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
+                              data_root=str(Path(data_root).resolve()) if data_root else None, limit=limit,
+                              plugins=plugins, **request_fields)
+    return execute(requests, workers=workers, quiet=quiet)
+
+
+def load_results(results: str | Path = DEFAULT_RESULTS_DIR, protocol: str | Path = "synthetic5i",
+                 methods: list[str] | None = None) -> pd.DataFrame:
+    """Per-episode records of the complete runs (one row per episode; `method` is the row label)."""
+    from .protocol import load_protocol
+    from .results import load_results as load
+
+    return load(results, load_protocol(protocol).name, methods)
+
+
+def summarise(records: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
+    """The long summary: every (method, shot, fold|mean, metric) with both kinds of interval."""
+    from .report.summary import summarise as summary
+
+    return summary(records, resamples=resamples)
+
+
+def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | None = None,
+          miou_metric: str | None = None, resamples: int = 1000) -> str:
+    """The paper table of these records (markdown | latex | csv); `miou_metric` defaults to the
+    records' protocol's choice."""
+    from .report.tables import csv_table, latex_table, markdown_table
+
+    summary = summarise(records, resamples)
+    if format == "csv":
+        return csv_table(summary)
+    if miou_metric is None:
+        miou_metric = _protocol_miou_metric(records)
+    writers = {"markdown": markdown_table, "latex": latex_table}
+    if format not in writers:
+        from .errors import InputError
+        raise InputError(f"format {format!r}: expected markdown | latex | csv")
+    return writers[format](summary, methods, miou_metric)
+
+
+def _protocol_miou_metric(records: pd.DataFrame) -> str:
+    from .errors import InputError
+    from .protocol import load_protocol
+
+    names = sorted(set(records["protocol"])) if "protocol" in records else []
+    try:
+        return load_protocol(names[0]).miou_metric if len(names) == 1 else "miou"
+    except InputError:  # a protocol given by path: its name is not a built-in
+        return "miou"
+
+
+def compare(records: pd.DataFrame, a: str, b: str, metric: str = "miou", resamples: int = 1000) -> dict:
+    """Paired comparison of b - a on the same episodes: {shot: {fold | "mean": PairedComparison}}."""
+    from .report.compare import compare_methods
+
+    return compare_methods(records, a, b, metric, resamples)
+
+
+def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_root: str | Path | None = None,
+         resamples: int = 1000) -> list[Path]:
+    """A figure (per-class | shots | episodes | qualitative) written as PNG and PDF; returns the paths.
+    `qualitative` reads the images from `data_root` (default: the runs' own data root)."""
+    import json
+
+    from .data.voc import locate_voc
+    from .errors import InputError
+    from .report import plots
+
+    out = Path(out)
+    if kind != "shots" and not (records["shot"] == shot).any():
+        present = ", ".join(map(str, sorted(records["shot"].unique())))
+        raise InputError(f"--shot {shot}: no complete runs at {shot} shot(s) among these records (shots: {present})")
+    if kind == "per-class":
+        return plots.plot_per_class(records, out / f"per-class-{shot}shot", shot)
+    if kind == "shots":
+        return plots.plot_shots(summarise_metrics(records, ("miou",), resamples), out / "shots")
+    if kind == "episodes":
+        return plots.plot_episodes(records, out / f"episodes-{shot}shot", shot)
+    if kind == "qualitative":
+        if data_root is None:
+            data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
+        return plots.plot_qualitative(records, out / f"qualitative-{shot}shot", locate_voc(data_root), shot)
+    raise InputError(f"plot kind {kind!r}: expected per-class | shots | episodes | qualitative")
+
+
+def summarise_metrics(records: pd.DataFrame, metrics: tuple[str, ...], resamples: int = 1000) -> pd.DataFrame:
+    from .report.summary import summarise as summary
+
+    return summary(records, metrics=metrics, resamples=resamples)
