@@ -70,6 +70,9 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
     records' protocol's choice."""
     from .report.tables import csv_table, latex_table, markdown_table
 
+    from .report.compare import indistinguishable_from_best
+    from .report.order import row_order
+
     summary = summarise(records, resamples)
     if format == "csv":
         return csv_table(summary)
@@ -79,7 +82,9 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
     if format not in writers:
         from .errors import InputError
         raise InputError(f"format {format!r}: expected markdown | latex | csv")
-    return writers[format](summary, methods, miou_metric)
+    rows = row_order(summary["method"].unique(), methods)
+    bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples)
+    return writers[format](summary, rows, miou_metric, bold)
 
 
 def _protocol_miou_metric(records: pd.DataFrame) -> str:
@@ -114,8 +119,9 @@ def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_
     if kind != "shots" and not (records["shot"] == shot).any():
         present = ", ".join(map(str, sorted(records["shot"].unique())))
         raise InputError(f"--shot {shot}: no complete runs at {shot} shot(s) among these records (shots: {present})")
+    names = class_names_of(records)
     if kind == "per-class":
-        return plots.plot_per_class(records, out / f"per-class-{shot}shot", shot)
+        return plots.plot_per_class(records, out / f"per-class-{shot}shot", shot, names=names)
     if kind == "shots":
         return plots.plot_shots(summarise_metrics(records, ("miou",), resamples), out / "shots")
     if kind == "episodes":
@@ -123,8 +129,21 @@ def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_
     if kind == "qualitative":
         if data_root is None:
             data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
-        return plots.plot_qualitative(records, out / f"qualitative-{shot}shot", locate_voc(data_root), shot)
+        return plots.plot_qualitative(records, out / f"qualitative-{shot}shot", locate_voc(data_root), shot, names=names)
     raise InputError(f"plot kind {kind!r}: expected per-class | shots | episodes | qualitative")
+
+
+def class_names_of(records: pd.DataFrame) -> dict[int, str]:
+    """The class names of the records' dataset (VOC names unless the protocol says otherwise)."""
+    from .classes import class_names
+    from .errors import InputError
+    from .protocol import load_protocol
+
+    names = sorted(set(records["protocol"])) if "protocol" in records else []
+    try:
+        return class_names(load_protocol(names[0]).dataset if len(names) == 1 else "pascal-voc")
+    except InputError:
+        return class_names("pascal-voc")
 
 
 def summarise_metrics(records: pd.DataFrame, metrics: tuple[str, ...], resamples: int = 1000) -> pd.DataFrame:

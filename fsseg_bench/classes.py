@@ -25,3 +25,13 @@ def fold_train_classes(fold: int) -> list[int]:
 
 def class_name(class_id: int) -> str:
     return VOC_CLASSES[class_id - 1]
+
+
+def class_names(dataset: str = "pascal-voc") -> dict[int, str]:
+    """{class id: name} for a protocol's dataset: VOC's names for VOC data, what each synthetic
+    class looks like for the stand-in (VOC names there would mislead a reader)."""
+    if dataset == "synthetic5i":
+        from .data.synthetic import synthetic_class_name
+
+        return {c: synthetic_class_name(c) for c in range(1, NUM_CLASSES + 1)}
+    return {c: class_name(c) for c in range(1, NUM_CLASSES + 1)}

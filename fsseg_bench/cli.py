@@ -272,6 +272,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _protocol_of(args) -> str:
+    """--protocol, else the one protocol with runs in the results folder (an error names them all)."""
+    from .results import protocols_present
+
+    if args.protocol:
+        return args.protocol
+    present = protocols_present(args.results)
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        raise InputError(f"no runs under {args.results / 'runs'} (run `fsseg-bench run` or `fsseg-bench demo` first, "
+                         f"or pass --results DIR)")
+    raise InputError(f"runs of several protocols under {args.results / 'runs'} ({', '.join(present)}): "
+                     f"pass --protocol NAME")
+
+
 def _load_selected(results: Path, protocol_name: str, methods: list[str] | None = None):
     from .protocol import load_protocol
     from .results import load_results
@@ -324,7 +340,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from .report.compare import compare_methods
+    from .report.compare import compare_methods, indistinguishable_from_best
+    from .report.order import row_order
     from .report.summary import summarise
     from .report.tables import ablation_table, csv_table, latex_table, markdown_table
 
@@ -334,16 +351,20 @@ def cmd_table(args) -> int:
         if len(pair) != 2 or not all(pair):
             raise InputError(f"--ablation {args.ablation!r}: expected BASE,VARIANT (e.g. panet-noalign,panet)")
         methods = pair
+    args.protocol = _protocol_of(args)
     records = _load_selected(args.results, args.protocol, methods)
     summary = summarise(records, resamples=args.resamples)
     miou_metric = args.miou or _protocol_miou(args.protocol)
+    rows = row_order(summary["method"].unique(), methods)
+    bold = None if args.format == "csv" else indistinguishable_from_best(records, summary, rows, miou_metric,
+                                                                         args.resamples)
     if args.ablation:
-        text = ablation_table(summary, pair[0], pair[1], compare_methods(records, pair[0], pair[1], miou_metric,
-                                                                         resamples=args.resamples), miou_metric)
+        comparisons = compare_methods(records, pair[0], pair[1], miou_metric, resamples=args.resamples)
+        text = ablation_table(summary, pair[0], pair[1], comparisons, miou_metric, args.format, bold)
     elif args.format == "csv":
         text = csv_table(summary)
     else:
-        text = {"markdown": markdown_table, "latex": latex_table}[args.format](summary, methods, miou_metric)
+        text = {"markdown": markdown_table, "latex": latex_table}[args.format](summary, rows, miou_metric, bold)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
@@ -361,7 +382,7 @@ def cmd_compare(args) -> int:
     from .report.compare import compare_methods
     from .report.tables import format_difference
 
-    records = _load_selected(args.results, args.protocol, [args.a, args.b])
+    records = _load_selected(args.results, _protocol_of(args), [args.a, args.b])
     results = compare_methods(records, args.a, args.b, args.metric, args.resamples)
     print(f"{args.b} − {args.a}, {args.metric} in points: difference [95% paired-bootstrap interval] "
           f"p (sign-flip permutation, {args.resamples} resamples)")
@@ -375,7 +396,7 @@ def cmd_compare(args) -> int:
 def cmd_plot(args) -> int:
     from .api import plot
 
-    records = _load_selected(args.results, args.protocol, args.method or None)
+    records = _load_selected(args.results, _protocol_of(args), args.method or None)
     for path in plot(args.kind, records, args.out, args.shot, args.data_root, args.resamples):
         print(path)
     return 0
@@ -402,14 +423,19 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fsseg-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fsseg-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Few-shot segmentation benchmarks you can trust: hashed protocols and episode lists, "
+                    "resumable cached runs, tables with confidence intervals.",
+        epilog="start with:\n  fsseg-bench demo                 # the main job on the synthetic stand-in\n"
+               "  fsseg-bench <command> --help     # each command's options and an example")
     parser.add_argument("--version", action="version", version=f"fsseg-bench {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors (anywhere)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write the synthetic5i stand-in tree (VOC layout and formats)")
-    p.add_argument("--root", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", type=Path, required=True, help="folder to write VOCdevkit/VOC2012 into")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (0: the committed episode lists' tree)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("protocols", help="list the built-in protocols")
@@ -438,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="episodic training on a fold's base classes (resumes after a crash)")
     _add_data_args(p)
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="a trainable method (fsseg-bench methods)")
     p.add_argument("--fold", type=int, nargs="+", default=None, help="folds to train (default: the protocol's)")
     p.add_argument("--shot", type=int, nargs="+", default=None, help="shots to train at (default: the protocol's)")
     p.add_argument("--iterations", type=int, default=None, help="override the schedule's episode count")
@@ -452,16 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run methods on a protocol; resumable, cached, parallel")
     _add_data_args(p)
-    p.add_argument("--method", nargs="+", required=True)
-    p.add_argument("--fold", type=int, nargs="+", default=None)
-    p.add_argument("--shot", type=int, nargs="+", default=None)
-    p.add_argument("--seed", type=int, nargs="+", default=None)
+    p.add_argument("--method", nargs="+", required=True, help="registered method names (fsseg-bench methods)")
+    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds (default: the protocol's)")
+    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots (default: the protocol's)")
+    p.add_argument("--seed", type=int, nargs="+", default=None, help="episode-list seeds (default: the protocol's)")
     p.add_argument("--checkpoint", action="append", default=[], help="METHOD=PATH (default: the latest from train)")
     p.add_argument("--weights", default=None, help="backbone weights for methods that take them")
     p.add_argument("--option", action="append", default=[], help="method option KEY=VALUE")
     p.add_argument("--limit", type=int, default=None, help="first N episodes only (testing; marked in tables)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local worker processes, or a dask cluster (--scheduler)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--scheduler", default=None, help="dask scheduler address, or 'local' for a LocalCluster")
@@ -476,8 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encode-batch", type=int, default=1,
                    help="images encoded together (for GPUs; 1 keeps CPU records bitwise reproducible)")
     p.add_argument("--save-predictions", type=int, default=8, help="predicted masks saved per run")
-    p.add_argument("--plugin", action="append", default=[])
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--plugin", action="append", default=[], help="a .py file that registers methods (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="only warnings, errors and the summary line")
     p.add_argument("--force", action="store_true", help="recompute the selected runs even when complete")
     p.add_argument("--allow-other-shot", action="store_true",
                    help="use a checkpoint trained at another shot when this shot has none (recorded; marked § in tables)")
@@ -494,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list the runs of a results folder: state, episodes, config, staleness")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
     p.add_argument("--protocol", default=None, help="only this protocol's runs")
     p.add_argument("--method", nargs="+", default=None, help="only these methods' runs")
     p.add_argument("--plugin", action="append", default=[], help="plugin files whose methods' code to check")
@@ -512,10 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("table", help="paper-style table (markdown, LaTeX, CSV) or an ablation")
-    p.add_argument("--protocol", default="synthetic5i")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--protocol", default=None,
+                   help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
     p.add_argument("--method", nargs="+", default=None, help="rows (default: every method with runs)")
-    p.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    p.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown", help="output format")
     p.add_argument("--ablation", default=None, help="BASE,VARIANT: the two rows and their paired differences")
     p.add_argument("--miou", choices=("miou", "miou_panet_metric"), default=None,
                    help="the mIoU in the fold columns (default: the protocol's miou_metric; CSV always has both)")
@@ -524,39 +552,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("compare", help="paired comparison of two methods on the same episodes")
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--protocol", default="synthetic5i")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
-    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou", "miou_panet_metric"), default="miou")
-    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("a", help="the baseline row (method name or row label)")
+    p.add_argument("b", help="the row compared with it: differences are b - a")
+    p.add_argument("--protocol", default=None,
+                   help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
+    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou", "miou_panet_metric"), default="miou",
+                   help="the metric compared")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap and permutation resamples")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("plot", help="figures: per-class, shots, episodes, qualitative (PNG + PDF)")
-    p.add_argument("kind", choices=("per-class", "shots", "episodes", "qualitative"))
-    p.add_argument("--protocol", default="synthetic5i")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR)
-    p.add_argument("--method", nargs="+", default=None)
-    p.add_argument("--shot", type=int, default=1)
-    p.add_argument("--resamples", type=int, default=1000)
-    p.add_argument("--out", default="results/figures")
+    p.add_argument("kind", choices=("per-class", "shots", "episodes", "qualitative"), help="which figure")
+    p.add_argument("--protocol", default=None,
+                   help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
+    p.add_argument("--method", nargs="+", default=None, help="rows to plot (default: all)")
+    p.add_argument("--shot", type=int, default=1, help="the shot to plot (per-class, episodes, qualitative)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (shots)")
+    p.add_argument("--out", default="results/figures", help="output folder (PNG and PDF)")
     p.add_argument("--data-root", default=None,
                    help="qualitative: the data tree to read images from (default: the one the runs recorded)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="the main job on the synthetic stand-in: train, run everything, report")
     p.add_argument("--quick", action="store_true", help="smoke test: short training, 2 seeds, 40 episodes")
-    p.add_argument("--out", type=Path, default=None, help="default: results/demo (results/demo-quick)")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="where the synthetic tree is cached")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default: RESULTS/demo, or RESULTS/demo-quick with --quick)")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR,
+                   help="results folder: the synthetic tree, checkpoints and runs (default: results/)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--quiet", action="store_true", help="only warnings, errors and the summary")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("prepare-sbd", help="build SegmentationClassAug and trainaug.txt from SBD")
     p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")
     p.add_argument("--sbd", required=True, help="SBD benchmark_RELEASE folder (or its dataset/)")
     p.set_defaults(func=cmd_prepare_sbd)
+    for name, subparser in sub.choices.items():
+        subparser.formatter_class = argparse.RawDescriptionHelpFormatter
+        subparser.epilog = "example:\n  " + EXAMPLES[name]
+        # Accepted after the subcommand too; SUPPRESS keeps a `--debug` given before it.
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help="show tracebacks for input errors")
     return parser
+
+
+EXAMPLES = {
+    "synth": "fsseg-bench synth --root data/synthetic5i",
+    "protocols": "fsseg-bench protocols",
+    "episodes": "fsseg-bench episodes --protocol pascal5i-hsnet --data-root data/VOCdevkit --pairs-dir hsnet/data/splits/pascal/val",
+    "methods": "fsseg-bench methods --plugin mean_colour.py",
+    "train": "fsseg-bench train --method panet --fold 0 --shot 1 --threads 1",
+    "run": "fsseg-bench run --protocol synthetic5i --method knn panet-init --fold 0 1 --shot 1",
+    "runs": "fsseg-bench runs --protocol synthetic5i --method knn",
+    "bench": "fsseg-bench bench --quick",
+    "table": "fsseg-bench table --protocol synthetic5i --format latex --ablation panet-noalign,panet",
+    "compare": "fsseg-bench compare knn panet   # prints panet - knn per fold and shot",
+    "plot": "fsseg-bench plot per-class --shot 1 --out results/figures",
+    "demo": "fsseg-bench demo --quick",
+    "prepare-sbd": "fsseg-bench prepare-sbd --voc data/VOCdevkit/VOC2012 --sbd data/benchmark_RELEASE",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

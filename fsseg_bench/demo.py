@@ -93,7 +93,8 @@ def check_panet_beats_baselines(summary) -> tuple[bool, list[str]]:
 def demo(out: Path | None = None, quick: bool = False, workers: int | None = None, quiet: bool = False,
          results_dir: Path = Path("results")) -> dict:
     from .report import plots
-    from .report.compare import compare_methods
+    from .report.compare import compare_methods, indistinguishable_from_best
+    from .report.order import row_order
     from .report.summary import summarise
     from .report.tables import ablation_table, csv_table, latex_table, markdown_table
     from .results import find_runs, load_records, select_runs
@@ -107,12 +108,14 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     protocol = load_protocol("synthetic5i")
     tree = resolve_tree(protocol, None, results_dir)  # writes the default synthetic tree once
 
-    train_all(protocol, tree.root, out, choice.train_iterations, workers, quiet)
+    # Runs and checkpoints live in the results folder, where `run`, `table` and `compare` look (the
+    # tour's commands then put a new method's rows next to these); the report goes to `out`.
+    train_all(protocol, tree.root, results_dir, choice.train_iterations, workers, quiet)
     trained_at = time.perf_counter()
 
     methods = [e.name for e in list_methods() if e.origin.startswith("built-in")]
     # The demo trains 1-shot models only and uses them at 5 shots too: asked for, recorded, marked §.
-    requests = plan_runs(protocol, methods, results_dir=out, seeds=choice.seeds, data_root=str(tree.root),
+    requests = plan_runs(protocol, methods, results_dir=results_dir, seeds=choice.seeds, data_root=str(tree.root),
                          limit=choice.limit, allow_other_shot=True)
     outcomes = execute(requests, workers=workers, quiet=quiet)
     failed = [o.message for o in outcomes if o.status == "failed"]
@@ -120,21 +123,29 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
         raise RuntimeError("demo runs failed:\n" + "\n".join(failed))
     ran_at = time.perf_counter()
 
-    records = load_records(select_runs(find_runs(out, protocol.name), methods))
+    # The report covers exactly this invocation's runs, whatever else the results folder holds.
+    mine = {str(Path(o.run_dir).resolve()) for o in outcomes if o.run_dir}
+    runs = [run for run in find_runs(results_dir, protocol.name) if str(Path(run.path).resolve()) in mine]
+    records = load_records(select_runs(runs, methods))
     summary = summarise(records)
-    order = [m for m in plots.CANONICAL_ORDER if m in methods] + sorted(set(methods) - set(plots.CANONICAL_ORDER))
-    table = markdown_table(summary, order)
-    files = {"table.md": table, "table.tex": latex_table(summary, order), "table.csv": csv_table(summary),
+    order = row_order(summary["method"].unique())
+    bold = indistinguishable_from_best(records, summary, order)
+    table = markdown_table(summary, order, bold=bold)
+    files = {"table.md": table, "table.tex": latex_table(summary, order, bold=bold), "table.csv": csv_table(summary),
              "ablation.md": ablation_table(summary, "panet-noalign", "panet",
-                                           compare_methods(records, "panet-noalign", "panet"))}
+                                           compare_methods(records, "panet-noalign", "panet"), bold=bold)}
     for name, text in files.items():
         (out / name).write_text(text)
     figures = []
+    from .classes import class_names
+
+    names = class_names(protocol.dataset)
     for shot in protocol.shots:
-        figures += plots.plot_per_class(records, out / f"per-class-{shot}shot", shot, order)
+        figures += plots.plot_per_class(records, out / f"per-class-{shot}shot", shot, order, names)
     figures += plots.plot_shots(summary, out / "shots", order)
     figures += plots.plot_episodes(records, out / "episodes-1shot", 1, order)
-    figures += plots.plot_qualitative(records, out / "qualitative-1shot", tree, 1, 3, order)
+    figures += plots.plot_qualitative(records, out / "qualitative-1shot", tree, 1, 3, order, names)
+    figures += plots.plot_qualitative(records, out / "qualitative-5shot", tree, 5, 3, order, names)
     passed, check_lines = check_panet_beats_baselines(summary)
     report = {"quick": quick, "wall_seconds": round(time.perf_counter() - began, 1),
               "train_seconds": round(trained_at - began, 1), "run_seconds": round(ran_at - trained_at, 1),

@@ -34,7 +34,9 @@ def test_csv_round_trips(results, capsys):
     assert main(["table", "--results", str(results), "--format", "csv", "--resamples", "200"]) == 0
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"fold": str})
     assert list(frame.columns) == ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high",
-                                   "ci_method", "n_seeds", "n_episodes"]
+                                   "ci_method", "n_seeds", "n_episodes", "limited", "pretrained",
+                                   "other_shot_checkpoint"]
+    assert frame["limited"].all() and set(frame[frame.method == "knn"]["pretrained"]) == {False}  # runs use --limit
     summary = summarise(records_of(results), resamples=200)
     assert len(frame) == len(summary) == 3 * 2 * 5 * 4 * 2  # methods x shots x (4 folds + mean) x metrics x intervals
     assert set(frame["metric"]) == {"miou", "fbiou", "episode_miou", "miou_panet_metric"}

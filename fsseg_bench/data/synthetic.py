@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..classes import NUM_CLASSES, VOC_CLASSES
+from ..classes import NUM_CLASSES
 from .png import write_mask_png
 
 GENERATOR_VERSION = 1
@@ -38,6 +38,13 @@ class SyntheticConfig:
     min_side: int = 80
     max_side: int = 112
     version: int = GENERATOR_VERSION
+
+
+def synthetic_class_name(class_id: int) -> str:
+    """What a synthetic class looks like, e.g. `ellipse-stripes-h126` (shape, texture, hue in
+    degrees): shape-texture pairs repeat across the 20 classes, the hue tells them apart."""
+    shape, texture, hue = class_family(class_id)
+    return f"{shape}-{texture}-h{round(hue * 360)}"
 
 
 def class_family(class_id: int) -> tuple[str, str, float]:
@@ -163,7 +170,7 @@ def write_synthetic_tree(root: str | Path, config: SyntheticConfig = SyntheticCo
     """
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     manifest_path = voc / "synthetic5i.json"
-    manifest = {"generator": "synthetic5i", **asdict(config), "classes": list(VOC_CLASSES)}
+    manifest = {"generator": "synthetic5i", **asdict(config), "classes": [synthetic_class_name(c) for c in range(1, NUM_CLASSES + 1)]}
     if manifest_path.is_file() and json.loads(manifest_path.read_text()) == manifest:
         return voc
     for sub in ("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation"):

@@ -36,3 +36,36 @@ def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str 
             per_fold.pop("mean")
         results[int(shot)] = per_fold
     return results
+
+
+def indistinguishable_from_best(records: pd.DataFrame, summary: pd.DataFrame, methods: list[str],
+                                miou_metric: str = "miou", resamples: int = DEFAULT_RESAMPLES,
+                                level: float = 0.05) -> dict[tuple, set[str]]:
+    """{table column: rows to print bold}: the best value and every row whose paired test against it
+    (same episodes; sign-flip permutation p-value) is not significant at `level`. Rows that were not
+    run on the same episodes as the best cannot be tested and are not bold."""
+    from .tables import best_in_column, column_metric, paper_grid
+
+    _, columns, cells = paper_grid(summary, methods, miou_metric)
+    comparisons: dict[tuple, dict | None] = {}
+    bold = {}
+    for column in columns:
+        chosen = best_in_column(cells, methods, column)
+        if len(chosen) == 1:
+            top = next(iter(chosen))
+            metric, fold = column_metric(column, miou_metric)
+            for method in methods:
+                if method in chosen or (method, column) not in cells:
+                    continue
+                key = (top, method, metric)
+                if key not in comparisons:
+                    try:
+                        comparisons[key] = compare_methods(records, top, method, metric, resamples)
+                    except InputError:
+                        comparisons[key] = None
+                per_fold = (comparisons[key] or {}).get(column[0], {})
+                result = per_fold.get("mean" if fold == "mean" else int(fold))
+                if result is not None and result.p_value >= level:
+                    chosen = chosen | {method}
+        bold[column] = chosen
+    return bold

@@ -19,9 +19,9 @@ from PIL import Image  # noqa: E402
 
 from ..classes import class_name, fold_test_classes  # noqa: E402
 from ..stats import DEFAULT_BOOTSTRAP_SEED, percentile_interval  # noqa: E402
+from .order import CANONICAL_ORDER  # noqa: E402
 
 COLUMN_WIDTH_IN = 3.4  # a two-column paper's column
-CANONICAL_ORDER = ("panet", "panet-noalign", "panet-init", "linear-probe", "knn", "support-copy", "all-foreground")
 PLOT_KINDS = ("per-class", "shots", "episodes", "qualitative")
 
 
@@ -66,7 +66,8 @@ def class_ious(records: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_per_class(records: pd.DataFrame, out: Path, shot: int = 1, methods: list[str] | None = None) -> list[Path]:
+def plot_per_class(records: pd.DataFrame, out: Path, shot: int = 1, methods: list[str] | None = None,
+                   names: dict[int, str] | None = None) -> list[Path]:
     """Grouped bars of per-class IoU with 95% whiskers; one panel per fold, class names on the axis."""
     _style()
     data = class_ious(records[records.shot == shot])
@@ -83,7 +84,8 @@ def plot_per_class(records: pd.DataFrame, out: Path, shot: int = 1, methods: lis
             ax.bar(x, rows["iou"], width, color=colours[method], label=method, linewidth=0)
             ax.errorbar(x, rows["iou"], yerr=[rows["iou"] - rows["low"], rows["high"] - rows["iou"]], fmt="none",
                         ecolor="0.25", elinewidth=0.5, capsize=0)
-        ax.set_xticks(np.arange(len(classes)), [class_name(c) for c in classes])
+        ticks = [(names or {}).get(c) or class_name(c) for c in classes]
+        ax.set_xticks(np.arange(len(classes)), ticks, fontsize=5 if max(map(len, ticks)) > 12 else None)
         ax.set_ylabel(f"fold {fold} IoU (%)")
         ax.grid(axis="x", visible=False)
     axes[0, 0].set_ylim(0, min(100, 10 * np.ceil(data["high"].max() / 10) + 5))
@@ -142,7 +144,8 @@ def _overlay(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
 
 
 def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, episodes: int = 3,
-                     methods: list[str] | None = None) -> list[Path]:
+                     methods: list[str] | None = None, names: dict[int, str] | None = None,
+                     supports: int | None = None) -> list[Path]:
     """Support with its mask, query with its ground truth, and each method's saved prediction."""
     from ..data.voc import read_pair
 
@@ -160,19 +163,23 @@ def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, epis
         if len(saved) >= episodes:
             break
     saved = saved[:episodes]
-    n_cols = 2 + len(methods)
+    n_supports = min(shot, supports) if supports else shot  # every support of a K-shot episode by default
+    n_cols = n_supports + 1 + len(methods)
     panel = 2 * COLUMN_WIDTH_IN / n_cols
     fig, axes = plt.subplots(max(1, len(saved)), n_cols, figsize=(2 * COLUMN_WIDTH_IN, panel * 1.2 * max(1, len(saved))),
                              squeeze=False)
     for row, (fold, seed, index, dirs) in enumerate(saved):
         record = data[(data.fold == fold) & (data.seed == seed) & (data["index"] == index)].iloc[0]
         class_id = int(record["class_id"])
-        support_image, support_label = read_pair(tree, record["support"][0])
         query_image, query_label = read_pair(tree, record["query"][0])
         truth = _binary(query_label, class_id)
         # (title, image, filled mask or None, fill colour, outlined mask)
-        panels = [("support", support_image, None, None, _binary(support_label, class_id)),
-                  ("query + truth", query_image, None, None, truth)]
+        panels = []
+        for k, support_id in enumerate(list(record["support"])[:n_supports]):
+            support_image, support_label = read_pair(tree, support_id)
+            title = "support" if n_supports == 1 else f"support {k + 1}"
+            panels.append((title, support_image, None, None, _binary(support_label, class_id)))
+        panels.append(("query + truth", query_image, None, None, truth))
         for method in methods:
             prediction = np.array(Image.open(dirs[method] / f"{index:05d}.png"))
             resized = np.array(Image.fromarray(prediction).resize(query_image.shape[1::-1], Image.NEAREST))
@@ -184,7 +191,8 @@ def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, epis
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title if row == 0 else "", fontsize=6)
-        axes[row, 0].set_ylabel(f"{class_name(class_id)}\nfold {fold} ep {index}", fontsize=6)
+        axes[row, 0].set_ylabel(f"{(names or {}).get(class_id) or class_name(class_id)}\nfold {fold} ep {index}",
+                                fontsize=6)
     fig.suptitle("outline: support mask / query ground truth; fill: each method's prediction", fontsize=6)
     fig.tight_layout(pad=0.3)
     return _save(fig, out)

@@ -1,27 +1,26 @@
 """Paper-layout tables: one row per method; 1-shot and 5-shot blocks of Fold-0..3, Mean, FB-IoU.
 
 Cells read `48.1 ± 0.6` (value ± half-width of the 95% interval: across seeds when there are
-several, else across episodes); the best value of each column is bold; rows computed with
-`--limit` (†) or without pretrained weights (‡) are marked.
+several, else across episodes). Bold marks the best value of each column and every value a paired
+test cannot tell from it at the 5% level (`bold` from `report.compare.indistinguishable_from_best`;
+without records, the best value only). Rows computed with `--limit` (†), without pretrained
+weights (‡) or with a checkpoint of another shot (§) are marked; every format carries a legend.
 """
 
 from __future__ import annotations
 
+import io
 import math
 
 import pandas as pd
 
 from ..stats import PairedComparison
+from .order import row_order
 from .summary import primary
 
 FOLD_COLUMNS = ["0", "1", "2", "3", "mean"]
 LIMIT_MARK, NOT_PRETRAINED_MARK, OTHER_SHOT_MARK = "†", "‡", "§"
-
-
-def _cell(row) -> str:
-    half = (row["ci_high"] - row["ci_low"]) / 2
-    return f"{row['value']:.1f}" if math.isnan(half) else f"{row['value']:.1f} ± {half:.1f}"
-
+FLAG_COLUMNS = ["limited", "pretrained", "other_shot_checkpoint"]
 
 MIOU_NOTES = {
     "miou": "mIoU is class-pooled",
@@ -30,21 +29,35 @@ MIOU_NOTES = {
 }
 
 
+def _cell(row) -> str:
+    half = (row["ci_high"] - row["ci_low"]) / 2
+    return f"{row['value']:.1f}" if math.isnan(half) else f"{row['value']:.1f} ± {half:.1f}"
+
+
+def table_columns(summary: pd.DataFrame) -> list[tuple]:
+    shots = sorted(primary(summary)["shot"].unique())
+    return [c for shot in shots for c in [(int(shot), f) for f in FOLD_COLUMNS] + [(int(shot), "fbiou")]]
+
+
+def column_metric(column: tuple, miou_metric: str = "miou") -> tuple[str, str]:
+    """(metric, fold key of the summary) shown in a table column."""
+    return ("fbiou", "mean") if column[1] == "fbiou" else (miou_metric, column[1])
+
+
 def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None,
                miou_metric: str = "miou") -> tuple[list[str], list[tuple], dict]:
-    """(row labels, column keys (shot, fold|'fbiou'), {(method, column): (text, value)}); the fold
-    columns show `miou_metric` (the protocol's choice)."""
+    """(row labels with marks, column keys (shot, fold|'fbiou'), {(method, column): (text, value)})."""
     chosen = primary(summary)
-    methods = methods or sorted(chosen["method"].unique())
-    shots = sorted(chosen["shot"].unique())
-    columns = [c for shot in shots for c in [(shot, f) for f in FOLD_COLUMNS] + [(shot, "fbiou")]]
+    methods = methods or row_order(chosen["method"].unique())
+    columns = table_columns(summary)
     cells = {}
     for method in methods:
-        for shot, fold in columns:
-            metric, key_fold = ("fbiou", "mean") if fold == "fbiou" else (miou_metric, fold)
+        for column in columns:
+            metric, key_fold = column_metric(column, miou_metric)
+            shot = column[0]
             match = chosen[(chosen.method == method) & (chosen.shot == shot) & (chosen.fold == key_fold) & (chosen.metric == metric)]
             if len(match):
-                cells[(method, (shot, fold))] = (_cell(match.iloc[0]), match.iloc[0]["value"])
+                cells[(method, column)] = (_cell(match.iloc[0]), match.iloc[0]["value"])
     labels = []
     for method in methods:
         rows = chosen[chosen.method == method]
@@ -55,7 +68,7 @@ def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None,
     return labels, columns, cells
 
 
-def _best(cells: dict, methods: list[str], column) -> set[str]:
+def best_in_column(cells: dict, methods: list[str], column) -> set[str]:
     values = {m: cells[(m, column)][1] for m in methods if (m, column) in cells}
     if not values:
         return set()
@@ -63,23 +76,31 @@ def _best(cells: dict, methods: list[str], column) -> set[str]:
     return {m for m, v in values.items() if v == top}
 
 
+def _bold_set(cells, methods, column, bold: dict | None) -> set[str]:
+    return bold[column] if bold is not None and column in bold else best_in_column(cells, methods, column)
+
+
 def _header_name(fold: str) -> str:
     return {"mean": "Mean", "fbiou": "FB-IoU"}.get(fold, f"Fold-{fold}")
 
 
-def _interval_note(summary: pd.DataFrame, miou_metric: str = "miou") -> str:
+def legend(summary: pd.DataFrame, miou_metric: str = "miou", tested: bool = False) -> str:
+    """What the cells, the bold and the marks mean (plain text; each format renders it)."""
     kinds = set(primary(summary)["ci_method"])
-    return ("± is the half-width of the 95% interval " +
-            ("across seeds (Student t)" if kinds == {"seeds-t95"} else
-             "across episodes (percentile bootstrap, resampled within class)" if kinds == {"episodes-bootstrap95"} else
-             "across seeds (Student t) where there are several seeds, else across episodes (bootstrap)") +
-            f". {MIOU_NOTES[miou_metric]}; FB-IoU is the mean over folds. {LIMIT_MARK}: run with --limit (not the full "
-            f"protocol); {NOT_PRETRAINED_MARK}: encoder without pretrained weights; {OTHER_SHOT_MARK}: some runs "
-            f"used a checkpoint trained at another shot (--allow-other-shot).")
+    interval = ("across seeds (Student t)" if kinds == {"seeds-t95"} else
+                "across episodes (percentile bootstrap, resampled within class)" if kinds == {"episodes-bootstrap95"} else
+                "across seeds (Student t) where there are several seeds, else across episodes (bootstrap)")
+    bold = ("Bold: the best value of each column and every value a paired test (sign-flip permutation on the same "
+            "episodes) cannot tell from it at the 5% level." if tested else "Bold: the best value of each column.")
+    return (f"± is the half-width of the 95% interval {interval}. {MIOU_NOTES[miou_metric]}; FB-IoU is the mean over "
+            f"folds. {bold} {LIMIT_MARK}: run with --limit (not the full protocol); {NOT_PRETRAINED_MARK}: encoder "
+            f"without pretrained weights; {OTHER_SHOT_MARK}: some runs used a checkpoint trained at another shot "
+            f"(--allow-other-shot).")
 
 
-def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou") -> str:
-    methods = methods or sorted(summary["method"].unique())
+def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou",
+                   bold: dict | None = None) -> str:
+    methods = methods or row_order(summary["method"].unique())
     labels, columns, cells = paper_grid(summary, methods, miou_metric)
     header = "| Method | " + " | ".join(f"{shot}-shot {_header_name(f)}" for shot, f in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
@@ -87,14 +108,24 @@ def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou
         texts = []
         for column in columns:
             text = cells.get((method, column), ("–", None))[0]
-            texts.append(f"**{text}**" if method in _best(cells, methods, column) else text)
+            texts.append(f"**{text}**" if method in _bold_set(cells, methods, column, bold) else text)
         lines.append(f"| {label} | " + " | ".join(texts) + " |")
     protocol = ", ".join(sorted(summary["protocol"].unique()))
-    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {_interval_note(summary, miou_metric)}\n"
+    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {legend(summary, miou_metric, bold is not None)}\n"
 
 
-def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou") -> str:
-    methods = methods or sorted(summary["method"].unique())
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"$^\S$", "±": r"$\pm$", "−": r"$-$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(character, character) for character in text)
+
+
+def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou",
+                bold: dict | None = None) -> str:
+    methods = methods or row_order(summary["method"].unique())
     labels, columns, cells = paper_grid(summary, methods, miou_metric)
     shots = sorted({shot for shot, _ in columns})
     per_shot = len(columns) // len(shots)
@@ -105,33 +136,63 @@ def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_me
     for method, label in zip(methods, labels):
         texts = []
         for column in columns:
-            text = cells.get((method, column), ("--", None))[0].replace("±", r"$\pm$")
-            texts.append(rf"\textbf{{{text}}}" if method in _best(cells, methods, column) else text)
-        lines.append(label.replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$").replace("§", r"$^\S$").replace("_", r"\_") + " & "
-                     + " & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+            text = latex_escape(cells.get((method, column), ("--", None))[0])
+            texts.append(rf"\textbf{{{text}}}" if method in _bold_set(cells, methods, column, bold) else text)
+        lines.append(latex_escape(label) + " & " + " & ".join(texts) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"\par\smallskip{\footnotesize " + latex_escape(legend(summary, miou_metric, bold is not None)) + "}"]
     return "\n".join(lines) + "\n"
 
 
 def csv_table(summary: pd.DataFrame) -> str:
     columns = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
-               "n_seeds", "n_episodes"]
+               "n_seeds", "n_episodes", *FLAG_COLUMNS]
     return summary[columns].to_csv(index=False, float_format="%.17g")
 
 
+def _difference_rows(comparisons: dict[int, dict]) -> list[tuple[int, str, PairedComparison | None]]:
+    rows = []
+    for shot, per_fold in sorted(comparisons.items()):
+        for fold in FOLD_COLUMNS:
+            rows.append((shot, fold, per_fold.get("mean" if fold == "mean" else int(fold))))
+    return rows
+
+
 def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: dict[int, dict],
-                   miou_metric: str = "miou") -> str:
-    """The two rows of an ablation and, per shot, the paired difference (variant - base) per fold."""
-    table = markdown_table(summary, [base, variant], miou_metric).split("\n\nProtocol:")[0]
-    lines = [table, "", f"Paired difference {variant} − {base} ({'mIoU' if miou_metric == 'miou' else miou_metric} "
-             f"points, 95% paired-bootstrap interval; "
-             f"p from a sign-flip permutation test):", "",
+                   miou_metric: str = "miou", format: str = "markdown", bold: dict | None = None) -> str:
+    """The two rows of an ablation and, per shot, the paired difference (variant - base) per fold,
+    as markdown, LaTeX or CSV (the CSV: the two rows' summary, then one line per difference)."""
+    metric_name = "mIoU" if miou_metric == "miou" else miou_metric
+    caption = (f"Paired difference {variant} − {base} ({metric_name} points, 95% paired-bootstrap interval; "
+               f"p from a sign-flip permutation test)")
+    if format == "csv":
+        rows = [{"base": base, "variant": variant, "shot": shot, "fold": fold, "metric": miou_metric,
+                 "difference": 100 * r.difference, "ci_low": 100 * r.low, "ci_high": 100 * r.high,
+                 "p_value": r.p_value, "resamples": r.resamples}
+                for shot, fold, r in _difference_rows(comparisons) if r is not None]
+        pairs = summary[summary["method"].isin([base, variant])]
+        buffer = io.StringIO()
+        buffer.write(csv_table(pairs))
+        buffer.write("\n")
+        pd.DataFrame(rows).to_csv(buffer, index=False, float_format="%.17g")
+        return buffer.getvalue()
+    if format == "latex":
+        table = latex_table(summary, [base, variant], miou_metric, bold)
+        lines = [table, rf"\begin{{tabular}}{{l{'c' * len(FOLD_COLUMNS)}}}", r"\toprule",
+                 "shot & " + " & ".join(_header_name(f) for f in FOLD_COLUMNS) + r" \\", r"\midrule"]
+        for shot, per_fold in sorted(comparisons.items()):
+            cells = ["--" if (r := per_fold.get("mean" if f == "mean" else int(f))) is None
+                     else latex_escape(format_difference(r)) for f in FOLD_COLUMNS]
+            lines.append(f"{shot}-shot & " + " & ".join(cells) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip{\footnotesize " + latex_escape(caption) + ".}"]
+        return "\n".join(lines) + "\n"
+    table = markdown_table(summary, [base, variant], miou_metric, bold)
+    lines = [table.rstrip("\n"), "", caption + ":", "",
              "| shot | " + " | ".join(_header_name(f) for f in FOLD_COLUMNS) + " |", "|---|" + "---|" * len(FOLD_COLUMNS)]
     for shot, per_fold in sorted(comparisons.items()):
         cells = []
         for fold in FOLD_COLUMNS:
-            key = "mean" if fold == "mean" else int(fold)
-            result: PairedComparison | None = per_fold.get(key)
+            result = per_fold.get("mean" if fold == "mean" else int(fold))
             cells.append("–" if result is None else format_difference(result))
         lines.append(f"| {shot}-shot | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
