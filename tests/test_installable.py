@@ -208,3 +208,26 @@ def test_five_shot_qualitative_shows_every_support(tmp_path, synthetic_root, mon
     plots.plot_qualitative(records, tmp_path / "q", locate_voc(synthetic_root), shot=5, episodes=2)
     titles = [ax.get_title() for ax in figures[0].axes[:8]]
     assert titles == [f"support {k}" for k in range(1, 6)] + ["query + truth", "support-copy", "all-foreground"]
+
+
+def test_a_method_defined_in_python_c_registers_and_runs(tmp_path, synthetic_root):
+    code = ("import torch, fsseg_bench as fb\n"
+            "@fb.register_method('inline-zero')\n"
+            "class Zero(fb.Method):\n"
+            "    def predict(self, episode):\n"
+            "        return torch.zeros(len(episode.query_images), 2, *episode.query_images.shape[-2:])\n"
+            f"outcomes = fb.run('synthetic5i', 'inline-zero', folds=[0], shots=[1], seeds=[1234], limit=3, "
+            f"results={str(tmp_path)!r}, data_root={str(synthetic_root)!r})\n"
+            "print(outcomes[0].status)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == "complete", result.stderr[-2000:]
+
+
+def test_plot_of_a_shot_without_runs_is_one_line(tmp_path, synthetic_root):
+    import fsseg_bench as fb
+
+    fb.run("synthetic5i", "all-foreground", folds=[0], shots=[1], seeds=[1234], limit=3, results=tmp_path,
+           data_root=synthetic_root)
+    result = _cli("plot", "per-class", "--shot", "2", "--results", tmp_path, "--out", tmp_path / "f")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "fsseg-bench: error: --shot 2: no complete runs at 2 shot(s) among these records (shots: 1)")
