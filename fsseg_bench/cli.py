@@ -379,17 +379,35 @@ def _protocol_miou(protocol_name: str) -> str:
 
 
 def cmd_compare(args) -> int:
+    from .comparisons import pairwise
     from .report.compare import compare_methods
     from .report.tables import format_difference
 
-    records = _load_selected(args.results, _protocol_of(args), [args.a, args.b])
-    results = compare_methods(records, args.a, args.b, args.metric, args.resamples)
-    print(f"{args.b} − {args.a}, {args.metric} in points: difference [95% paired-bootstrap interval] "
-          f"p (sign-flip permutation, {args.resamples} resamples)")
-    for shot, per_fold in results.items():
-        for fold, result in per_fold.items():
-            label = "mean of folds" if fold == "mean" else f"fold {fold}"
-            print(f"{shot}-shot {label:14s} {format_difference(result)}")
+    if len(args.methods) < 2 or (len(args.methods) > 2 and len(set(args.methods)) != len(args.methods)):
+        raise InputError(f"compare {' '.join(args.methods)}: expected two methods, or more without repeats")
+    records = _load_selected(args.results, _protocol_of(args), args.methods)
+    pairs = pairwise(records, args.methods, args.metric, args.resamples)
+    if len(args.methods) == 2:
+        a, b = args.methods
+        results = compare_methods(records, a, b, args.metric, args.resamples)
+        print(f"{b} − {a}, {args.metric} in points: difference [95% paired-bootstrap interval] "
+              f"p (sign-flip permutation, {args.resamples} resamples)")
+        for shot, per_fold in results.items():
+            for fold, result in per_fold.items():
+                label = "mean of folds" if fold == "mean" else f"fold {fold}"
+                print(f"{shot}-shot {label:14s} {format_difference(result)}")
+        for row in pairs.itertuples():
+            print(f"{row.shot}-shot P({b} > {a}) over {row.pairs} (fold, seed) runs: {row.p_b_better:.2f} "
+                  f"[{row.p_b_better_low:.2f}, {row.p_b_better_high:.2f}]")
+        return 0
+    print(f"All pairs, {args.metric} on the mean of folds; b − a in points [95% paired-bootstrap interval]; "
+          f"p: sign-flip permutation; p_holm: Holm-adjusted over the family of "
+          f"{len(args.methods) * (len(args.methods) - 1) // 2} pairs per shot; P(b > a) over (fold, seed) runs:")
+    width = max(len(m) for m in args.methods)
+    for row in pairs.itertuples():
+        print(f"{row.shot}-shot {row.b:>{width}s} − {row.a:<{width}s} {row.difference:+6.1f} "
+              f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}] p={row.p_value:.3f} p_holm={row.p_holm:.3f} "
+              f"P(b>a)={row.p_b_better:.2f} [{row.p_b_better_low:.2f}, {row.p_b_better_high:.2f}]")
     return 0
 
 
@@ -399,6 +417,14 @@ def cmd_plot(args) -> int:
     records = _load_selected(args.results, _protocol_of(args), args.method or None)
     for path in plot(args.kind, records, args.out, args.shot, args.data_root, args.resamples):
         print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report.html import write_report
+
+    out = args.out or args.results / "report"
+    print(write_report(args.results, out, args.resamples))
     return 0
 
 
@@ -551,9 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also write the table to this file")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("compare", help="paired comparison of two methods on the same episodes")
-    p.add_argument("a", help="the baseline row (method name or row label)")
-    p.add_argument("b", help="the row compared with it: differences are b - a")
+    p = sub.add_parser("compare", help="paired comparison of methods on the same episodes (P(A>B), Holm)")
+    p.add_argument("methods", nargs="+", metavar="METHOD",
+                   help="two rows (differences are the second minus the first), or more: every pair, with "
+                        "Holm-adjusted p-values")
     p.add_argument("--protocol", default=None,
                    help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
@@ -574,6 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None,
                    help="qualitative: the data tree to read images from (default: the one the runs recorded)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="a static HTML page of a results folder: tables, comparisons, figures, provenance")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS/report)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap and permutation resamples")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the main job on the synthetic stand-in: train, run everything, report")
     p.add_argument("--quick", action="store_true", help="smoke test: short training, 2 seeds, 40 episodes")
@@ -608,9 +641,10 @@ EXAMPLES = {
     "runs": "fsseg-bench runs --protocol synthetic5i --method knn",
     "bench": "fsseg-bench bench --quick",
     "table": "fsseg-bench table --protocol synthetic5i --format latex --ablation panet-noalign,panet",
-    "compare": "fsseg-bench compare knn panet   # prints panet - knn per fold and shot",
+    "compare": "fsseg-bench compare knn panet   # panet - knn per fold and shot; three or more: all pairs, Holm",
     "plot": "fsseg-bench plot per-class --shot 1 --out results/figures",
     "demo": "fsseg-bench demo --quick",
+    "report": "fsseg-bench report --results results --out results/report   # then open results/report/index.html",
     "prepare-sbd": "fsseg-bench prepare-sbd --voc data/VOCdevkit/VOC2012 --sbd data/benchmark_RELEASE",
 }
 

@@ -146,10 +146,13 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     figures += plots.plot_episodes(records, out / "episodes-1shot", 1, order)
     figures += plots.plot_qualitative(records, out / "qualitative-1shot", tree, 1, 3, order, names)
     figures += plots.plot_qualitative(records, out / "qualitative-5shot", tree, 5, 3, order, names)
+    from .report.html import write_report
+
+    report_page = write_report(results_dir, out / "report")  # the whole results folder: after a fresh demo, its runs
     passed, check_lines = check_panet_beats_baselines(summary)
     report = {"quick": quick, "wall_seconds": round(time.perf_counter() - began, 1),
               "train_seconds": round(trained_at - began, 1), "run_seconds": round(ran_at - trained_at, 1),
               "report_seconds": round(time.perf_counter() - ran_at, 1), "panet_beats_training_free": passed,
-              "check": check_lines, "files": sorted(files) + [str(Path(f).relative_to(out)) for f in figures]}
+              "check": check_lines, "files": sorted(files) + [str(Path(f).relative_to(out)) for f in figures] + [str(report_page.relative_to(out))]}
     (out / "demo.json").write_text(json.dumps(report, indent=1))
     return {**report, "out": str(out), "table": table, "ablation": files["ablation.md"]}

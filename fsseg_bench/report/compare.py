@@ -38,9 +38,25 @@ def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str 
     return results
 
 
+def compare_cached(records: pd.DataFrame, base: str, variant: str, metric: str, resamples: int,
+                   cache: dict | None) -> dict[int, dict[object, PairedComparison]]:
+    """`compare_methods`, memoised in `cache` (one table's or report's worth): (b, a) is (a, b) mirrored
+    (the difference and its interval negated; the permutation p-value is symmetric)."""
+    if cache is None:
+        return compare_methods(records, base, variant, metric, resamples)
+    if (variant, base, metric, resamples) in cache:
+        mirrored = cache[(variant, base, metric, resamples)]
+        return {shot: {fold: PairedComparison(-r.difference, -r.high, -r.low, r.p_value, r.resamples)
+                       for fold, r in per_fold.items()} for shot, per_fold in mirrored.items()}
+    key = (base, variant, metric, resamples)
+    if key not in cache:
+        cache[key] = compare_methods(records, base, variant, metric, resamples)
+    return cache[key]
+
+
 def indistinguishable_from_best(records: pd.DataFrame, summary: pd.DataFrame, methods: list[str],
                                 miou_metric: str = "miou", resamples: int = DEFAULT_RESAMPLES,
-                                level: float = 0.05) -> dict[tuple, set[str]]:
+                                level: float = 0.05, cache: dict | None = None) -> dict[tuple, set[str]]:
     """{table column: rows to print bold}: the best value and every row whose paired test against it
     (same episodes; sign-flip permutation p-value) is not significant at `level`. Rows that were not
     run on the same episodes as the best cannot be tested and are not bold."""
@@ -60,7 +76,7 @@ def indistinguishable_from_best(records: pd.DataFrame, summary: pd.DataFrame, me
                 key = (top, method, metric)
                 if key not in comparisons:
                     try:
-                        comparisons[key] = compare_methods(records, top, method, metric, resamples)
+                        comparisons[key] = compare_cached(records, top, method, metric, resamples, cache)
                     except InputError:
                         comparisons[key] = None
                 per_fold = (comparisons[key] or {}).get(column[0], {})

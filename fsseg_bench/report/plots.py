@@ -143,6 +143,32 @@ def _overlay(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
     return shown
 
 
+def plot_performance_profiles(records: pd.DataFrame, out: Path, shot: int = 1,
+                              methods: list[str] | None = None) -> list[Path]:
+    """Per method, the fraction of episodes whose IoU exceeds tau (rliable's performance profile)."""
+    from ..aggregates import performance_profile
+
+    _style()
+    data = records[(records.shot == shot) & (records.fg_union > 0)]
+    methods = methods or sorted(data.method.unique())
+    colours = method_colours(methods)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.75 * COLUMN_WIDTH_IN))
+    for method in methods:
+        rows = data[data.method == method]
+        if rows.empty:
+            continue
+        tau, above = performance_profile(rows.fg_intersection / rows.fg_union)
+        ax.step(tau, above, where="post", color=colours[method], label=method, linewidth=1)
+    ax.set_xlabel("IoU threshold τ")
+    ax.set_ylabel("fraction of episodes with IoU > τ")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=5, frameon=False)
+    ax.set_title(f"Performance profiles, {shot}-shot", fontsize=7)
+    fig.tight_layout(pad=0.3)
+    return _save(fig, out)
+
+
 def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, episodes: int = 3,
                      methods: list[str] | None = None, names: dict[int, str] | None = None,
                      supports: int | None = None) -> list[Path]:

@@ -113,8 +113,11 @@ class ProgressBars:
         if outcome.status in ("failed", "locked"):
             self._say(("FAILED: " if outcome.status == "failed" else "") + outcome.message)
         elif not self.quiet and not self.bars_on:
+            rate = outcome.episodes / max(outcome.seconds, 1e-9)
             figures = (f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
-                       f"({outcome.episodes / max(outcome.seconds, 1e-9):.0f}/s)" if outcome.status == "complete"
+                       f"({rate:.0f}/s)" if outcome.status == "complete" and rate >= 10 else
+                       f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
+                       f"({rate:.2g}/s)" if outcome.status == "complete"
                        else f": {outcome.message}" if outcome.message else "")
             self._say(f"[{self.done}/{self.total}] {outcome.label} {outcome.status}{figures}")
 

@@ -1,0 +1,96 @@
+"""Comparing several methods: probability of improvement and Holm-adjusted pairwise tests.
+
+- P(A > B) (Bouthillier et al., MLSys 2021): over paired runs (the same fold, shot and seed, hence
+  the same episodes), the fraction where A's value beats B's, ties counting one half; its 95%
+  interval is a percentile bootstrap over the pairs, resampled within each fold.
+- Holm's step-down adjustment controls the family-wise error of many pairwise tests: with m
+  p-values sorted ascending, the i-th (from 1) becomes max over j <= i of min(1, (m - j + 1) p_j).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from .stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, observed, percentile_interval
+
+
+@dataclass(frozen=True)
+class Improvement:
+    probability: float  # P(b > a)
+    low: float
+    high: float
+    pairs: int
+
+
+def probability_of_improvement(a_values, b_values, strata=None, resamples: int = DEFAULT_RESAMPLES,
+                               rng: np.random.Generator | None = None) -> Improvement:
+    """P(b > a) over paired values (ties count 1/2) with a percentile bootstrap interval; pairs are
+    resampled within `strata` (e.g. the fold) when given."""
+    a, b = np.asarray(a_values, float), np.asarray(b_values, float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("probability_of_improvement: expected two non-empty arrays of paired values")
+    wins = (b > a) + 0.5 * (b == a)
+    strata = np.zeros(len(a), int) if strata is None else np.asarray(strata)
+    rng = rng or np.random.default_rng(DEFAULT_BOOTSTRAP_SEED)
+    replicates = np.zeros(resamples)
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        picks = members[rng.integers(0, len(members), size=(resamples, len(members)))]
+        replicates += wins[picks].sum(axis=1)
+    replicates /= len(a)
+    low, high = percentile_interval(replicates)
+    return Improvement(float(wins.mean()), low, high, len(a))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values, in the input order."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def run_values(records: pd.DataFrame, metric: str = "miou") -> pd.DataFrame:
+    """One value per (method, fold, shot, seed) run: the metric of that run's episodes."""
+    rows = [{"method": method, "fold": int(fold), "shot": int(shot), "seed": int(seed), "value": observed(group, metric)}
+            for (method, fold, shot, seed), group in records.groupby(["method", "fold", "shot", "seed"], sort=True)]
+    return pd.DataFrame(rows, columns=["method", "fold", "shot", "seed", "value"])
+
+
+def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
+             resamples: int = DEFAULT_RESAMPLES, cache: dict | None = None) -> pd.DataFrame:
+    """Every pair (a, b) of `methods` per shot, on the mean of folds (or the one fold there is):
+    the paired difference b - a with its interval and permutation p-value, the Holm-adjusted p over
+    the family (all pairs of the given methods at that shot), and P(b > a) over (fold, seed) runs."""
+    from .report.compare import compare_cached
+
+    values = run_values(records[records.method.isin(methods)], metric)
+    compared = {(a, b): compare_cached(records, a, b, metric, resamples, cache) for a, b in combinations(methods, 2)}
+    rows = []
+    for shot in sorted(values["shot"].unique()):
+        for a, b in combinations(methods, 2):
+            comparison = compared[(a, b)][int(shot)]
+            summary = comparison.get("mean") or comparison[min(k for k in comparison if k != "mean")]
+            va = values[(values.method == a) & (values.shot == shot)].set_index(["fold", "seed"])["value"]
+            vb = values[(values.method == b) & (values.shot == shot)].set_index(["fold", "seed"])["value"]
+            va, vb = va.sort_index(), vb.reindex(va.sort_index().index)
+            improvement = probability_of_improvement(va.to_numpy(), vb.to_numpy(),
+                                                     strata=va.index.get_level_values("fold"), resamples=resamples)
+            rows.append({"shot": int(shot), "a": a, "b": b, "metric": metric, "difference": 100 * summary.difference,
+                         "ci_low": 100 * summary.low, "ci_high": 100 * summary.high, "p_value": summary.p_value,
+                         "p_holm": np.nan, "p_b_better": improvement.probability, "p_b_better_low": improvement.low,
+                         "p_b_better_high": improvement.high, "pairs": improvement.pairs,
+                         "family": f"{len(methods) * (len(methods) - 1) // 2} pairs at {int(shot)} shot"})
+    frame = pd.DataFrame(rows)
+    for shot, group in frame.groupby("shot"):
+        frame.loc[group.index, "p_holm"] = holm(group["p_value"].to_numpy())
+    return frame
