@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from .classes import NUM_CLASSES
 from .episodes import EpisodeSpec, check_episode_list
 from .errors import InputError
+from .textfiles import read_utf8
 
 FORMATS = ("jsonl", "json", "tsv")
 _CLASS_KEYS = ("class_id", "class", "class_sample")
@@ -43,12 +44,7 @@ def import_episodes(fmt: str, path: str | Path, class_base: int = 1) -> list[Epi
         raise InputError(f"--import {fmt!r}: expected a format among {' | '.join(FORMATS)}")
     if class_base not in (0, 1):
         raise InputError(f"--class-base {class_base}: expected 0 or 1")
-    if not path.is_file():
-        raise InputError(f"{path}: episode dump not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    text = read_utf8(path, "episode dump")
     rows = {"jsonl": _jsonl_rows, "json": _json_rows, "tsv": _tsv_rows}[fmt](text, path)
     episodes = [_episode(position, row, where, class_base) for position, (where, row) in enumerate(rows)]
     check_episode_list(episodes, str(path))

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..classes import NUM_CLASSES
 from ..errors import InputError
+from ..textfiles import read_utf8
 
 IGNORE = 255
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
@@ -58,12 +59,7 @@ def locate_voc(data_root: str | Path) -> VocTree:
 
 def read_split(tree: VocTree, split: str) -> list[str]:
     path = tree.list_path(split)
-    if not path.is_file():
-        raise InputError(f"{path}: image list for split {split!r} not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: image list is not UTF-8 text (byte {exc.start})") from None
+    text = read_utf8(path, f"image list for split {split!r}")
     ids, seen = [], {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -63,30 +63,29 @@ def class_uniform(inputs: SamplingInput) -> SampledEpisodes:
     return SampledEpisodes(episodes, _source("class-uniform"))
 
 
-@register_sampler("cycle-pairs")
-def cycle_pairs(inputs: SamplingInput) -> SampledEpisodes:
-    index = inputs.index
-    pools = class_pools(index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+def _walk(inputs: SamplingInput, name: str, items: list[tuple[str, object]], class_of) -> SampledEpisodes:
+    """Episode i takes item i mod n, (query, what its class is chosen from); supports at random."""
+    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
     rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
-    pairs = [(image_id, c) for image_id in index.ids
-             for c in index.classes_of(image_id, inputs.min_fg_pixels) if c in pools]
     episodes = []
     for i in range(inputs.n_episodes):
-        query, class_id = pairs[i % len(pairs)]
+        query, choices = items[i % len(items)]
+        class_id = class_of(rng, choices)
         episodes.append(EpisodeSpec(i, class_id, (query,), _supports(rng, pools[class_id], query, inputs.shot)))
-    return SampledEpisodes(episodes, _source("cycle-pairs"))
+    return SampledEpisodes(episodes, _source(name))
+
+
+@register_sampler("cycle-pairs")
+def cycle_pairs(inputs: SamplingInput) -> SampledEpisodes:
+    classes = set(class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels))
+    pairs = [(image_id, c) for image_id in inputs.index.ids
+             for c in inputs.index.classes_of(image_id, inputs.min_fg_pixels) if c in classes]
+    return _walk(inputs, "cycle-pairs", pairs, lambda rng, class_id: class_id)
 
 
 @register_sampler("walk-images")
 def walk_images(inputs: SamplingInput) -> SampledEpisodes:
-    index = inputs.index
-    pools = class_pools(index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
-    rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
-    walk = [(image_id, present) for image_id in index.ids
-            if (present := [c for c in index.classes_of(image_id, inputs.min_fg_pixels) if c in pools])]
-    episodes = []
-    for i in range(inputs.n_episodes):
-        query, present = walk[i % len(walk)]
-        class_id = present[int(rng.integers(len(present)))]
-        episodes.append(EpisodeSpec(i, class_id, (query,), _supports(rng, pools[class_id], query, inputs.shot)))
-    return SampledEpisodes(episodes, _source("walk-images"))
+    classes = set(class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels))
+    walk = [(image_id, present) for image_id in inputs.index.ids
+            if (present := [c for c in inputs.index.classes_of(image_id, inputs.min_fg_pixels) if c in classes])]
+    return _walk(inputs, "walk-images", walk, lambda rng, present: present[int(rng.integers(len(present)))])

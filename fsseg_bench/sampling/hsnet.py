@@ -20,6 +20,7 @@ import numpy as np
 from ..classes import class_name, fold_test_classes
 from ..episodes import EpisodeSpec
 from ..errors import InputError
+from ..textfiles import read_utf8
 from . import SampledEpisodes, SamplingInput, register_sampler
 from .original_lists import check_ids_in_split, file_record, find_list
 
@@ -29,10 +30,7 @@ NAME = "hsnet-original"
 def read_pair_file(path, fold: int, index) -> list[tuple[str, int]]:
     """HSNet's reading: the text split at newlines with the last piece dropped (the empty one after
     the final newline), each line `<id>__<class>`."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    text = read_utf8(path, "HSNet pair file")
     classes = set(fold_test_classes(fold))
     pairs = []
     for number, line in enumerate(text.split("\n")[:-1], start=1):

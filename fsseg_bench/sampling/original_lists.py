@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 from ..errors import InputError
+from ..textfiles import read_utf8
 
 
 def find_list(root: Path | None, candidates: list[str]) -> Path | None:
@@ -30,12 +31,7 @@ def find_list(root: Path | None, candidates: list[str]) -> Path | None:
 
 def read_lines(path: Path) -> list[str]:
     """Text lines (UTF-8), with a one-line error naming the file when it cannot be read."""
-    try:
-        return path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: unreadable ({exc.strerror})") from None
+    return read_utf8(path, "original list").splitlines()
 
 
 def file_record(path: Path) -> dict:
