@@ -71,26 +71,27 @@ def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
     """Every pair (a, b) of `methods` per shot, on the mean of folds (or the one fold there is):
     the paired difference b - a with its interval and permutation p-value, the Holm-adjusted p over
     the family (all pairs of the given methods at that shot), and P(b > a) over (fold, seed) runs."""
-    from .report.compare import compare_cached
+    from .report.compare import compare_cached, shared_episodes
 
-    values = run_values(records[records.method.isin(methods)], metric)
     compared = {(a, b): compare_cached(records, a, b, metric, resamples, cache) for a, b in combinations(methods, 2)}
     rows = []
-    for shot in sorted(values["shot"].unique()):
-        for a, b in combinations(methods, 2):
-            comparison = compared[(a, b)][int(shot)]
+    for (a, b), by_shot in compared.items():
+        for shot, comparison in by_shot.items():
             summary = comparison.get("mean") or comparison[min(k for k in comparison if k != "mean")]
-            va = values[(values.method == a) & (values.shot == shot)].set_index(["fold", "seed"])["value"]
-            vb = values[(values.method == b) & (values.shot == shot)].set_index(["fold", "seed"])["value"]
-            va, vb = va.sort_index(), vb.reindex(va.sort_index().index)
+            # Run values on the episodes both hold (a --limit run against a full one: its prefix).
+            pair_a, pair_b, _ = shared_episodes(records[(records.method == a) & (records.shot == shot)],
+                                                records[(records.method == b) & (records.shot == shot)])
+            va = run_values(pair_a, metric).set_index(["fold", "seed"])["value"].sort_index()
+            vb = run_values(pair_b, metric).set_index(["fold", "seed"])["value"].reindex(va.index)
+            shared = va.index
             improvement = probability_of_improvement(va.to_numpy(), vb.to_numpy(),
-                                                     strata=va.index.get_level_values("fold"), resamples=resamples)
+                                                     strata=shared.get_level_values("fold"), resamples=resamples)
             rows.append({"shot": int(shot), "a": a, "b": b, "metric": metric, "difference": 100 * summary.difference,
                          "ci_low": 100 * summary.low, "ci_high": 100 * summary.high, "p_value": summary.p_value,
                          "p_holm": np.nan, "p_b_better": improvement.probability, "p_b_better_low": improvement.low,
                          "p_b_better_high": improvement.high, "pairs": improvement.pairs,
                          "family": f"{len(methods) * (len(methods) - 1) // 2} pairs at {int(shot)} shot"})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows).sort_values(["shot"], kind="stable").reset_index(drop=True)
     for shot, group in frame.groupby("shot"):
         frame.loc[group.index, "p_holm"] = holm(group["p_value"].to_numpy())
     return frame

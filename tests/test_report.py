@@ -101,12 +101,34 @@ def test_different_episode_lists_are_never_aggregated(results, tmp_path, capsys)
     assert "knn/fold0-shot1-seed1234" in err
 
 
-def test_compare_refuses_methods_run_on_other_episodes(results, synthetic_root, tmp_path, capsys):
+def test_compare_uses_the_shared_episodes_and_says_so(results, synthetic_root, tmp_path, capsys):
     import shutil
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     assert main(["run", "--data-root", str(synthetic_root), "--results", str(copy), "--method", "all-foreground",
                  "--fold", "0", "--shot", "1", "--seed", "1234", "--limit", "5", "--workers", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "knn", "all-foreground", "--results", str(copy), "--resamples", "200"]) == 0
+    out, err = capsys.readouterr()
+    assert "compared on the 5 episodes both were run on (1 (fold, shot, seed) runs, 5-5 episodes each" in err
+    assert "1-shot fold 0" in out and "fold 1" not in out and "mean of folds" not in out
+    # The shared prefix is exactly what a paired comparison of those 5 episodes gives.
+    from fsseg_bench.results import load_results
+    from fsseg_bench.stats import paired_comparison
+    frame = load_results(copy, "synthetic5i", ["knn", "all-foreground"])
+    knn = frame[(frame.method == "knn") & (frame.fold == 0) & (frame.shot == 1) & (frame.seed == 1234)
+                & (frame["index"] < 5)]
+    ones = frame[frame.method == "all-foreground"]
+    expected = paired_comparison(knn, ones, resamples=200)
+    assert f"{100 * expected.difference:+.1f}" in out
+
+
+def test_compare_refuses_methods_without_a_shared_episode(results, synthetic_root, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    assert main(["run", "--data-root", str(synthetic_root), "--results", str(copy), "--method", "all-foreground",
+                 "--fold", "3", "--shot", "5", "--seed", "1236", "--limit", "5", "--workers", "1", "--quiet"]) == 0
     assert main(["compare", "knn", "all-foreground", "--results", str(copy)]) == 2
     assert "were not run on the same episodes" in capsys.readouterr().err
 

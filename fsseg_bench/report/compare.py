@@ -8,25 +8,41 @@ from ..errors import InputError
 from ..stats import DEFAULT_RESAMPLES, PairedComparison, paired_comparison_folds
 
 
+def shared_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """The episodes both record sets hold, by (fold, shot, seed, index) with the same class, and a
+    note saying what was left out (None when nothing was). Lists of one protocol cell are checked to
+    have the same sha256 by `results.select_runs`, so a `--limit` run is a prefix of a full one."""
+    keys = ["fold", "shot", "seed", "index"]
+    merged = a[keys + ["class_id"]].merge(b[keys + ["class_id"]], on=keys + ["class_id"])
+    if len(merged) == len(a) == len(b):
+        return a, b, None
+    key_set = set(map(tuple, merged[keys].to_numpy()))
+    keep_a = a[[tuple(k) in key_set for k in a[keys].to_numpy()]]
+    keep_b = b[[tuple(k) in key_set for k in b[keys].to_numpy()]]
+    cells = keep_a.groupby(["fold", "shot", "seed"]).size()
+    note = (f"compared on the {len(merged)} episodes both were run on ({len(cells)} (fold, shot, seed) runs, "
+            f"{cells.min()}-{cells.max()} episodes each; {len(a) - len(merged)} of the first's and "
+            f"{len(b) - len(merged)} of the second's episodes have no counterpart)") if len(merged) else None
+    return keep_a, keep_b, note
+
+
 def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str = "miou",
                     resamples: int = DEFAULT_RESAMPLES) -> dict[int, dict[object, PairedComparison]]:
-    """{shot: {fold: comparison, "mean": comparison}} of variant - base.
+    """{shot: {fold: comparison, "mean": comparison}} of variant - base, on the episodes both were run
+    on (a `--limit` run against a full one: the shared prefix; other seeds or folds: left out, and
+    said once). Refuses (one line) when they share no episode."""
+    from ..console import warn
 
-    Refuses (one line) unless both methods have runs on exactly the same (fold, shot, seed) cells
-    and the same number of episodes in each; `results.select_runs` has already checked that their
-    episode lists have the same sha256.
-    """
     a, b = records[records.method == base], records[records.method == variant]
     for name, frame in ((base, a), (variant, b)):
         if frame.empty:
             raise InputError(f"method {name!r}: no complete runs to compare")
-    cells_a = a.groupby(["fold", "shot", "seed"]).size()
-    cells_b = b.groupby(["fold", "shot", "seed"]).size()
-    if not cells_a.index.equals(cells_b.index) or not (cells_a.values == cells_b.values).all():
-        only = sorted(set(cells_a.index) ^ set(cells_b.index)) or [c for c in cells_a.index if cells_a[c] != cells_b.get(c)]
-        fold, shot, seed = only[0]
-        raise InputError(f"{base} and {variant} were not run on the same episodes (first mismatch: fold {fold} "
-                         f"shot {shot} seed {seed}); rerun both with the same protocol, seeds and --limit")
+    a, b, note = shared_episodes(a, b)
+    if a.empty:
+        raise InputError(f"{base} and {variant} were not run on the same episodes (no (fold, shot, seed, episode) in "
+                         f"common); rerun both with the same protocol, seeds and --limit")
+    if note:
+        warn(f"{variant} vs {base}: {note}")
     results = {}
     for shot in sorted(a["shot"].unique()):
         a_folds = {f: g for f, g in a[a.shot == shot].groupby("fold")}
