@@ -77,7 +77,7 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
     if format == "csv":
         return csv_table(summary)
     if miou_metric is None:
-        miou_metric = _protocol_miou_metric(records)
+        miou_metric = protocol.miou_metric if (protocol := protocol_of(records)) else "miou"
     writers = {"markdown": markdown_table, "latex": latex_table}
     if format not in writers:
         from .errors import InputError
@@ -87,15 +87,16 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
     return writers[format](summary, rows, miou_metric, bold)
 
 
-def _protocol_miou_metric(records: pd.DataFrame) -> str:
+def protocol_of(records: pd.DataFrame):
+    """The records' protocol when they hold exactly one built-in (or still loadable) protocol, else None."""
     from .errors import InputError
     from .protocol import load_protocol
 
     names = sorted(set(records["protocol"])) if "protocol" in records else []
     try:
-        return load_protocol(names[0]).miou_metric if len(names) == 1 else "miou"
+        return load_protocol(names[0]) if len(names) == 1 else None
     except InputError:  # a protocol given by path: its name is not a built-in
-        return "miou"
+        return None
 
 
 def compare(records: pd.DataFrame, a: str, b: str, metric: str = "miou", resamples: int = 1000) -> dict:
@@ -136,14 +137,9 @@ def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_
 def class_names_of(records: pd.DataFrame) -> dict[int, str]:
     """The class names of the records' dataset (VOC names unless the protocol says otherwise)."""
     from .classes import class_names
-    from .errors import InputError
-    from .protocol import load_protocol
 
-    names = sorted(set(records["protocol"])) if "protocol" in records else []
-    try:
-        return class_names(load_protocol(names[0]).dataset if len(names) == 1 else "pascal-voc")
-    except InputError:
-        return class_names("pascal-voc")
+    protocol = protocol_of(records)
+    return class_names(protocol.dataset if protocol else "pascal-voc")
 
 
 def summarise_metrics(records: pd.DataFrame, metrics: tuple[str, ...], resamples: int = 1000) -> pd.DataFrame:

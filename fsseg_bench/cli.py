@@ -56,12 +56,9 @@ def cmd_episodes(args) -> int:
     seeds = args.seed or list(protocol.seeds)
     if args.out is not None and len(folds) * len(shots) * len(seeds) > 1:
         raise InputError(f"--out {args.out}: names one file, so give one --fold, --shot and --seed")
-    if args.original_lists:
-        from .sampling import READS_ORIGINAL_LISTS
+    from .sampling import check_original_lists
 
-        if protocol.query_sampling not in READS_ORIGINAL_LISTS:
-            raise InputError(f"--original-lists {args.original_lists}: protocol {protocol.name!r} samples with "
-                             f"{protocol.query_sampling!r}, which reads no original lists")
+    check_original_lists(protocol.query_sampling, args.original_lists, protocol.name)
     lists = original_lists_path(protocol, tree, args.original_lists)
     notes = []
     for fold in folds:

@@ -24,6 +24,16 @@ def interactive(stream=None) -> bool:
         return False
 
 
+def say(text: str, bars: bool) -> None:
+    """A line on stderr: through tqdm while bars are drawn (so they are not torn), else plainly."""
+    if bars:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def warn(message: str) -> None:
     """Say `message` once in this invocation (or hand it to the enclosing `collected()` block)."""
     if _COLLECTING:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ def train_all(protocol, data_root: Path, out: Path, iterations: int | None, work
 
     jobs = [(protocol.path, method, fold, str(data_root), str(out), iterations) for method in TRAINED for fold in protocol.folds]
     context = multiprocessing.get_context("spawn")
-    from .console import interactive, warn
+    from .console import interactive, say, warn
 
     bars = not quiet and interactive()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -67,7 +66,7 @@ def train_all(protocol, data_root: Path, out: Path, iterations: int | None, work
             for warning in warnings:
                 warn(warning)
             if not quiet:
-                tqdm.write(message, file=sys.stderr) if bars else print(message, file=sys.stderr, flush=True)
+                say(message, bars)
 
 
 def check_panet_beats_baselines(summary) -> tuple[bool, list[str]]:

@@ -94,3 +94,15 @@ query_sampling = "class-uniform"
 image_size = [16, 16]
 score_at = "resized"
 """
+
+
+def write_plugin(tmp_path_factory, name: str, source: str):
+    """A plugin file holding `source`, in its own temporary folder."""
+    path = tmp_path_factory.mktemp("plugin") / name
+    path.write_text(source)
+    return path
+
+
+def run_args(root, results, *extra) -> list[str]:
+    """`fsseg-bench run` arguments on the synthetic5i tree at `root`, quiet."""
+    return ["run", "--protocol", "synthetic5i", "--data-root", str(root), "--results", str(results), "--quiet", *extra]

@@ -14,6 +14,7 @@ import pytest
 from fsseg_bench.cli import main
 from fsseg_bench.metrics import COUNT_COLUMNS
 from fsseg_bench.runner.store import LOCK, acquire_lock, read_records
+from helpers import run_args, write_plugin
 
 PLUGIN = '''
 import time
@@ -62,14 +63,7 @@ class NanScores(Method):
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    path = tmp_path_factory.mktemp("plugin") / "test_methods.py"
-    path.write_text(PLUGIN)
-    return path
-
-
-def run_args(root, results, *extra):
-    return ["run", "--protocol", "synthetic5i", "--data-root", str(root), "--results", str(results),
-            "--quiet", *extra]
+    return write_plugin(tmp_path_factory, "test_methods.py", PLUGIN)
 
 
 def load_runs(results: Path) -> dict[str, pd.DataFrame]:

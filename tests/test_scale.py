@@ -16,6 +16,7 @@ from fsseg_bench.cli import main
 from fsseg_bench.lru import LRUCache
 from fsseg_bench.runner.feature_store import FeatureStore
 from fsseg_bench.runner.features import FeatureCache
+from helpers import run_args as helpers_run_args, write_plugin
 
 PLUGIN = '''
 import time
@@ -48,14 +49,11 @@ class SlowPrototype(Method):
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    path = tmp_path_factory.mktemp("scale") / "slow_prototype.py"
-    path.write_text(PLUGIN)
-    return path
+    return write_plugin(tmp_path_factory, "slow_prototype.py", PLUGIN)
 
 
 def run_args(root, results, *extra):
-    return ["run", "--protocol", "synthetic5i", "--data-root", str(root), "--results", str(results), "--quiet",
-            "--workers", "1", *extra]
+    return helpers_run_args(root, results, "--workers", "1", *extra)
 
 
 def records_of(results: Path) -> dict[str, list[dict]]:

@@ -83,9 +83,6 @@ class ResolvedEpisodes:
     source: dict
     note: str | None = None
 
-    def __iter__(self):  # (episodes, sha256, path), as before this class existed
-        return iter((self.episodes, self.sha256, self.path))
-
 
 def original_lists_path(protocol: Protocol, tree: VocTree, override: str | Path | None) -> Path | None:
     """--original-lists, else the protocol's `original_lists` (relative paths from the VOC2012 folder)."""

@@ -241,9 +241,9 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
         except InputError:
             continue  # a protocol folder without complete runs
         try:
-            miou_metric = load_protocol(protocol).miou_metric
-            description = load_protocol(protocol).description
-        except InputError:
+            loaded = load_protocol(protocol)
+            miou_metric, description = loaded.miou_metric, loaded.description
+        except InputError:  # a protocol given by path: its name is not a built-in
             miou_metric, description = "miou", ""
         summary = summarise(records, resamples=resamples)
         rows = row_order(summary["method"].unique())

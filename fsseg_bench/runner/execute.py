@@ -174,13 +174,9 @@ def validate_request(request: RunRequest, protocol: Protocol) -> None:
     if not (isinstance(request.feature_store_gib, (int, float)) and math.isfinite(request.feature_store_gib)
             and request.feature_store_gib >= 0):
         raise InputError(f"--feature-store-gib {request.feature_store_gib}: expected a number of GiB >= 0 (0: no store)")
-    if request.original_lists:
-        from ..sampling import READS_ORIGINAL_LISTS
+    from ..sampling import check_original_lists
 
-        if protocol.query_sampling not in READS_ORIGINAL_LISTS:
-            raise InputError(f"--original-lists {request.original_lists}: protocol {protocol.name!r} samples with "
-                             f"{protocol.query_sampling!r}, which reads no original lists (those that do: "
-                             f"{', '.join(sorted(READS_ORIGINAL_LISTS))})")
+    check_original_lists(protocol.query_sampling, request.original_lists, protocol.name)
     if request.original_lists and request.episode_list:
         raise InputError("--original-lists and --episode-list: give one (a custom list replaces the sampler)")
     if isinstance(request.encode_batch, bool) or not isinstance(request.encode_batch, int) or request.encode_batch < 1:
@@ -215,7 +211,7 @@ def prepare_run(request: RunRequest) -> PreparedRun:
     index = class_index(tree, protocol.split, results_dir)
     resolved = episode_list_for(protocol, tree, request.fold, request.shot, request.seed, results_dir,
                                 original_lists=request.original_lists, episode_list=request.episode_list)
-    episodes, list_sha256, list_path = resolved
+    episodes = resolved.episodes
     if request.limit is not None:
         episodes = episodes[:request.limit]
     entry = get_entry(request.method)
@@ -228,8 +224,8 @@ def prepare_run(request: RunRequest) -> PreparedRun:
         provenance = _provenance(path)
         warning = check_checkpoint(provenance, request.method, protocol, request.fold, request.shot,
                                    request.allow_other_shot)
-    return PreparedRun(protocol, tree, index, episodes, list_sha256, list_path, entry, options, provenance, warning,
-                       resolved.source, resolved.note)
+    return PreparedRun(protocol, tree, index, episodes, resolved.sha256, resolved.path, entry, options, provenance,
+                       warning, resolved.source, resolved.note)
 
 
 def sample_indices(n_episodes: int, count: int) -> set[int]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data.source import one_look_at_the_data
 from . import execute as execute_module
-from ..console import interactive, warn
+from ..console import interactive, say, warn
 from .execute import PREDICT_CHUNK, RunOutcome, prepare_run, run_one
 from .plan import RunRequest
 
@@ -94,13 +94,6 @@ class ProgressBars:
         elif event == "end" and label in self.bars:
             self.bars.pop(label).close()
 
-    def _say(self, text: str, stream=None) -> None:
-        stream = stream or sys.stderr  # looked up now: tests and notebooks replace sys.stderr
-        if self.bars_on:
-            tqdm.write(text, file=stream)
-        else:
-            print(text, file=stream, flush=True)
-
     def finished(self, outcome: RunOutcome) -> None:
         self.done += 1
         self.overall.update(1)
@@ -111,7 +104,7 @@ class ProgressBars:
             else:
                 warn(warning)
         if outcome.status in ("failed", "locked"):
-            self._say(("FAILED: " if outcome.status == "failed" else "") + outcome.message)
+            say(("FAILED: " if outcome.status == "failed" else "") + outcome.message, self.bars_on)
         elif not self.quiet and not self.bars_on:
             rate = outcome.episodes / max(outcome.seconds, 1e-9)
             figures = (f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
@@ -119,7 +112,7 @@ class ProgressBars:
                        f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
                        f"({rate:.2g}/s)" if outcome.status == "complete"
                        else f": {outcome.message}" if outcome.message else "")
-            self._say(f"[{self.done}/{self.total}] {outcome.label} {outcome.status}{figures}")
+            say(f"[{self.done}/{self.total}] {outcome.label} {outcome.status}{figures}", self.bars_on)
 
     def close(self) -> None:
         for bar in self.bars.values():

@@ -52,6 +52,13 @@ def register_sampler(name: str, reads_original_lists: bool = False) -> Callable[
     return decorate
 
 
+def check_original_lists(query_sampling: str, given, protocol_name: str) -> None:
+    """--original-lists only for a sampler that reads them (a flag silently ignored would mislead)."""
+    if given and query_sampling not in READS_ORIGINAL_LISTS:
+        raise InputError(f"--original-lists {given}: protocol {protocol_name!r} samples with {query_sampling!r}, "
+                         f"which reads no original lists (those that do: {', '.join(sorted(READS_ORIGINAL_LISTS))})")
+
+
 def sampler_names() -> tuple[str, ...]:
     return tuple(SAMPLERS)
 

@@ -63,9 +63,9 @@ def class_uniform(inputs: SamplingInput) -> SampledEpisodes:
     return SampledEpisodes(episodes, _source("class-uniform"))
 
 
-def _walk(inputs: SamplingInput, name: str, items: list[tuple[str, object]], class_of) -> SampledEpisodes:
+def _walk(inputs: SamplingInput, name: str, pools: dict[int, list[str]], items: list[tuple[str, object]],
+          class_of) -> SampledEpisodes:
     """Episode i takes item i mod n, (query, what its class is chosen from); supports at random."""
-    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
     rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
     episodes = []
     for i in range(inputs.n_episodes):
@@ -75,17 +75,19 @@ def _walk(inputs: SamplingInput, name: str, items: list[tuple[str, object]], cla
     return SampledEpisodes(episodes, _source(name))
 
 
+def _present(inputs: SamplingInput, image_id: str, pools: dict) -> list[int]:
+    return [c for c in inputs.index.classes_of(image_id, inputs.min_fg_pixels) if c in pools]
+
+
 @register_sampler("cycle-pairs")
 def cycle_pairs(inputs: SamplingInput) -> SampledEpisodes:
-    classes = set(class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels))
-    pairs = [(image_id, c) for image_id in inputs.index.ids
-             for c in inputs.index.classes_of(image_id, inputs.min_fg_pixels) if c in classes]
-    return _walk(inputs, "cycle-pairs", pairs, lambda rng, class_id: class_id)
+    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    pairs = [(image_id, c) for image_id in inputs.index.ids for c in _present(inputs, image_id, pools)]
+    return _walk(inputs, "cycle-pairs", pools, pairs, lambda rng, class_id: class_id)
 
 
 @register_sampler("walk-images")
 def walk_images(inputs: SamplingInput) -> SampledEpisodes:
-    classes = set(class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels))
-    walk = [(image_id, present) for image_id in inputs.index.ids
-            if (present := [c for c in inputs.index.classes_of(image_id, inputs.min_fg_pixels) if c in classes])]
-    return _walk(inputs, "walk-images", walk, lambda rng, present: present[int(rng.integers(len(present)))])
+    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    walk = [(image_id, present) for image_id in inputs.index.ids if (present := _present(inputs, image_id, pools))]
+    return _walk(inputs, "walk-images", pools, walk, lambda rng, present: present[int(rng.integers(len(present)))])

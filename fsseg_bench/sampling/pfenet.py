@@ -70,7 +70,7 @@ def base_seeds(seed: int):
         yield int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
 
 
-def _draw(rng: random.Random, inputs: SamplingInput, query: str, present: list[int],
+def _draw(rng: random.Random, inputs: SamplingInput, index: int, query: str, present: list[int],
           pools: dict[int, list[str]]) -> EpisodeSpec:
     class_id = present[rng.randint(1, len(present)) - 1]
     pool = pools[class_id]
@@ -86,7 +86,7 @@ def _draw(rng: random.Random, inputs: SamplingInput, query: str, present: list[i
             position = rng.randint(1, len(pool)) - 1
             drawn = pool[position]
         chosen.append(position)
-    return EpisodeSpec(0, class_id, (query,), tuple(pool[p] for p in chosen))
+    return EpisodeSpec(index, class_id, (query,), tuple(pool[p] for p in chosen))
 
 
 @register_sampler(NAME, reads_original_lists=True)
@@ -109,8 +109,8 @@ def pfenet_original(inputs: SamplingInput) -> SampledEpisodes:
         base = next(seeds)
         workers = [random.Random(base + k) for k in range(LOADER_WORKERS)]
         for position, query in enumerate(items[:inputs.n_episodes - len(episodes)]):
-            spec = _draw(workers[position % LOADER_WORKERS], inputs, query, present[query], pools)
-            episodes.append(EpisodeSpec(len(episodes), spec.class_id, spec.query, spec.support))
+            episodes.append(_draw(workers[position % LOADER_WORKERS], inputs, len(episodes), query, present[query],
+                                  pools))
     if len(episodes) < inputs.n_episodes:
         capped = (f"PFENet's loop stops after {MAX_PASSES} passes over its {len(items)} images: "
                   f"{len(episodes)} episodes, not {inputs.n_episodes}")
