@@ -2,14 +2,14 @@
 
 The Python API (imported lazily, so `import fsseg_bench` stays cheap):
 
-    run, load_results, summarise, table, compare, plot   (fsseg_bench.api)
+    run, train, load_results, summarise, table, compare, plot   (fsseg_bench.api)
     register_method, Method, Episode, load_protocol, InputError
 """
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run": "api", "load_results": "api", "summarise": "api", "table": "api", "compare": "api", "plot": "api",
+    "run": "api", "train": "api", "load_results": "api", "summarise": "api", "table": "api", "compare": "api", "plot": "api",
     "register_method": "registry", "list_methods": "registry", "Method": "method", "Episode": "episode",
     "load_protocol": "protocol", "InputError": "errors",
 }

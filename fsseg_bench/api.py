@@ -19,11 +19,12 @@ from .paths import DEFAULT_RESULTS_DIR
 
 
 def run(protocol: str | Path = "synthetic5i", methods: str | list[str] = ("all-foreground",), *,
-        folds=None, shots=None, seeds=None, results: str | Path = DEFAULT_RESULTS_DIR,
+        folds=None, shots=None, seeds=None, train_seeds=None, results: str | Path = DEFAULT_RESULTS_DIR,
         data_root: str | Path | None = None, limit: int | None = None, options: dict | None = None,
         checkpoints: dict | None = None, plugins=(), workers: int = 1, quiet: bool = True,
         **request_fields) -> list:
-    """Run `methods` on the protocol's matrix (or the selected folds, shots and seeds); returns one
+    """Run `methods` on the protocol's matrix (or the selected folds, shots and seeds; `train_seeds`:
+    the trained models of trainable methods, as `train(..., seeds=...)` made them); returns one
     `RunOutcome` per run (status complete | skipped | failed | locked). Existing complete runs are
     skipped. `options` maps a method to its {option: value}; `checkpoints` a method to a file;
     `request_fields` are further `RunRequest` fields (force, allow_other_shot, row_label, ...).
@@ -42,10 +43,30 @@ def run(protocol: str | Path = "synthetic5i", methods: str | list[str] = ("all-f
         option_items = tuple(sorted((options or {}).get(method, {}).items()))
         checkpoint = (checkpoints or {}).get(method)
         requests += plan_runs(loaded, [method], results_dir=results, folds=folds, shots=shots, seeds=seeds,
+                              train_seeds=train_seeds,
                               options=option_items, checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
                               data_root=str(Path(data_root).resolve()) if data_root else None, limit=limit,
                               plugins=plugins, **request_fields)
     return execute(requests, workers=workers, quiet=quiet)
+
+
+def train(protocol: str | Path = "synthetic5i", method: str = "panet", *, folds=None, shots=None, seeds=None,
+          results: str | Path = DEFAULT_RESULTS_DIR, data_root: str | Path | None = None,
+          options: dict | None = None, iterations: int | None = None, device: str = "cpu",
+          quiet: bool = True) -> list:
+    """Train `method` per (training seed, fold, shot) (default: the protocol's folds and shots and the
+    schedule's seed); finished checkpoints are reused. Returns one `TrainResult` each."""
+    from .protocol import load_protocol
+    from .registry import load_methods
+    from .training import train as train_one
+
+    load_methods([])
+    loaded = load_protocol(protocol)
+    return [train_one(loaded, method, fold, shot, data_root=data_root, results_dir=Path(results),
+                      method_options=options, iterations=iterations, device=device, progress=not quiet,
+                      train_seed=seed)
+            for seed in (seeds or [loaded.training.seed]) for fold in (folds or loaded.folds)
+            for shot in (shots or loaded.shots)]
 
 
 def load_results(results: str | Path = DEFAULT_RESULTS_DIR, protocol: str | Path = "synthetic5i",

@@ -72,7 +72,8 @@ def load_matching(module: torch.nn.Module, state: dict, source: str) -> None:
 
 # --- provenance: which run a checkpoint may serve ---------------------------------------------
 
-PROVENANCE_KEYS = ("method", "protocol", "protocol_sha256", "dataset", "fold", "shot", "total_iterations", "config")
+PROVENANCE_KEYS = ("method", "protocol", "protocol_sha256", "dataset", "fold", "shot", "total_iterations", "config",
+                   "train_seed")
 
 
 def checkpoint_provenance(path: str | Path) -> dict:

@@ -162,15 +162,17 @@ def cmd_train(args) -> int:
     torch.set_num_threads(args.threads)  # torch's default (every core) is slower for small models on a busy machine
     folds = args.fold or list(protocol.folds)
     shots = args.shot or list(protocol.shots)
-    for fold in folds:
-        for shot in shots:
-            result = train(protocol, args.method, fold, shot, data_root=args.data_root, results_dir=args.results,
-                           method_options=options, iterations=args.iterations, device=args.device,
-                           progress=not args.quiet)
-            resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
-            print(f"{args.method} fold {fold} shot {shot}: {result.iterations} episodes{resumed}, "
-                  f"{result.episodes_per_second:.1f} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
-                  f" -> {sum(result.last_losses) / len(result.last_losses):.3f}; {result.checkpoint}")
+    train_seeds = args.seed or [protocol.training.seed]
+    for seed in train_seeds:
+        _positive("--seed", seed, 0)
+    for fold, shot, seed in ((f, k, s) for s in train_seeds for f in folds for k in shots):
+        result = train(protocol, args.method, fold, shot, data_root=args.data_root, results_dir=args.results,
+                       method_options=options, iterations=args.iterations, device=args.device,
+                       progress=not args.quiet, train_seed=seed)
+        resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
+        print(f"{args.method} fold {fold} shot {shot} seed {seed}: {result.iterations} episodes{resumed}, "
+              f"{result.episodes_per_second:.1f} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
+              f" -> {sum(result.last_losses) / len(result.last_losses):.3f}; {result.checkpoint}")
     return 0
 
 
@@ -232,6 +234,7 @@ def cmd_run(args) -> int:
     for method in args.method:
         requests += plan_runs(
             protocol, [method], results_dir=args.results, folds=args.fold, shots=args.shot, seeds=args.seed,
+            train_seeds=args.train_seed,
             options=options[method], checkpoint=checkpoints.get(method),
             data_root=str(Path(args.data_root).resolve()) if args.data_root else None, limit=args.limit,
             device=args.device, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
@@ -394,12 +397,12 @@ def cmd_compare(args) -> int:
                 label = "mean of folds" if fold == "mean" else f"fold {fold}"
                 print(f"{shot}-shot {label:14s} {format_difference(result)}")
         for row in pairs.itertuples():
-            print(f"{row.shot}-shot P({b} > {a}) over {row.pairs} (fold, seed) runs: {row.p_b_better:.2f} "
+            print(f"{row.shot}-shot P({b} > {a}) over {row.pairs} paired runs: {row.p_b_better:.2f} "
                   f"[{row.p_b_better_low:.2f}, {row.p_b_better_high:.2f}]")
         return 0
     print(f"All pairs, {args.metric} on the mean of folds; b − a in points [95% paired-bootstrap interval]; "
           f"p: sign-flip permutation; p_holm: Holm-adjusted over the family of "
-          f"{len(args.methods) * (len(args.methods) - 1) // 2} pairs per shot; P(b > a) over (fold, seed) runs:")
+          f"{len(args.methods) * (len(args.methods) - 1) // 2} pairs per shot; P(b > a) over paired (fold, seed, training seed) runs:")
     width = max(len(m) for m in args.methods)
     for row in pairs.itertuples():
         print(f"{row.shot}-shot {row.b:>{width}s} − {row.a:<{width}s} {row.difference:+6.1f} "
@@ -490,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="a trainable method (fsseg-bench methods)")
     p.add_argument("--fold", type=int, nargs="+", default=None, help="folds to train (default: the protocol's)")
     p.add_argument("--shot", type=int, nargs="+", default=None, help="shots to train at (default: the protocol's)")
+    p.add_argument("--seed", type=int, nargs="+", default=None,
+                   help="training seeds, one model each (default: the schedule's seed); "
+                        "run --train-seed evaluates them")
     p.add_argument("--iterations", type=int, default=None, help="override the schedule's episode count")
     p.add_argument("--weights", default=None, help="backbone weights (e.g. torchvision VGG16 .pth)")
     p.add_argument("--option", action="append", default=[], help="method option KEY=VALUE")
@@ -506,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shot", type=int, nargs="+", default=None, help="shots (default: the protocol's)")
     p.add_argument("--seed", type=int, nargs="+", default=None, help="episode-list seeds (default: the protocol's)")
     p.add_argument("--checkpoint", action="append", default=[], help="METHOD=PATH (default: the latest from train)")
+    p.add_argument("--train-seed", type=int, nargs="+", default=None,
+                   help="trained models to evaluate (train --seed), one run each for trainable methods "
+                        "(default: the schedule's seed)")
     p.add_argument("--weights", default=None, help="backbone weights for methods that take them")
     p.add_argument("--option", action="append", default=[], help="method option KEY=VALUE")
     p.add_argument("--limit", type=int, default=None, help="first N episodes only (testing; marked in tables)")
@@ -633,8 +642,8 @@ EXAMPLES = {
     "protocols": "fsseg-bench protocols",
     "episodes": "fsseg-bench episodes --protocol pascal5i-hsnet --data-root data/VOCdevkit --pairs-dir hsnet/data/splits/pascal/val",
     "methods": "fsseg-bench methods --plugin mean_colour.py",
-    "train": "fsseg-bench train --method panet --fold 0 --shot 1 --threads 1",
-    "run": "fsseg-bench run --protocol synthetic5i --method knn panet-init --fold 0 1 --shot 1",
+    "train": "fsseg-bench train --method panet --fold 0 --shot 1 --seed 1234 7 --threads 1   # two trained models",
+    "run": "fsseg-bench run --protocol synthetic5i --method knn panet --fold 0 1 --shot 1 --train-seed 1234 7",
     "runs": "fsseg-bench runs --protocol synthetic5i --method knn",
     "bench": "fsseg-bench bench --quick",
     "table": "fsseg-bench table --protocol synthetic5i --format latex --ablation panet-noalign,panet",

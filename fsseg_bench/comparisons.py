@@ -1,8 +1,10 @@
 """Comparing several methods: probability of improvement and Holm-adjusted pairwise tests.
 
 - P(A > B) (Bouthillier et al., MLSys 2021): over paired runs (the same fold, shot and seed, hence
-  the same episodes), the fraction where A's value beats B's, ties counting one half; its 95%
-  interval is a percentile bootstrap over the pairs, resampled within each fold.
+  the same episodes, and for trained methods the same training seed; a method that is not trained
+  is paired with each of the other's models), the fraction where A's value beats B's, ties counting
+  one half; its 95% interval is a percentile bootstrap over the pairs, resampled within each fold.
+  With several training seeds the pairs span the training lottery, as Bouthillier et al. ask.
 - Holm's step-down adjustment controls the family-wise error of many pairwise tests: with m
   p-values sorted ascending, the i-th (from 1) becomes max over j <= i of min(1, (m - j + 1) p_j).
 """
@@ -15,7 +17,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, observed, percentile_interval
+from .stats import (DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, NO_TRAIN_SEED, observed, percentile_interval,
+                    with_train_seed)
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,23 @@ def holm(p_values) -> np.ndarray:
 
 
 def run_values(records: pd.DataFrame, metric: str = "miou") -> pd.DataFrame:
-    """One value per (method, fold, shot, seed) run: the metric of that run's episodes."""
-    rows = [{"method": method, "fold": int(fold), "shot": int(shot), "seed": int(seed), "value": observed(group, metric)}
-            for (method, fold, shot, seed), group in records.groupby(["method", "fold", "shot", "seed"], sort=True)]
-    return pd.DataFrame(rows, columns=["method", "fold", "shot", "seed", "value"])
+    """One value per (method, fold, shot, seed, train_seed) run: the metric of that run's episodes."""
+    keys = ["method", "fold", "shot", "seed", "train_seed"]
+    rows = [{"method": method, "fold": int(fold), "shot": int(shot), "seed": int(seed), "train_seed": int(train_seed),
+             "value": observed(group, metric)}
+            for (method, fold, shot, seed, train_seed), group in with_train_seed(records).groupby(keys, sort=True)]
+    return pd.DataFrame(rows, columns=keys + ["value"])
+
+
+def paired_run_values(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Run values of two methods side by side (`value_a`, `value_b`), one row per pair of runs on
+    the same episodes: matched on the training seed too when both are trained."""
+    trained = [(frame["train_seed"] != NO_TRAIN_SEED).any() for frame in (a, b)]
+    keys = ["fold", "seed", "train_seed"] if all(trained) else ["fold", "seed"]
+    left = a.drop(columns=[] if trained[0] or not trained[1] else ["train_seed"])
+    right = b.drop(columns=[] if trained[1] or not trained[0] else ["train_seed"])
+    merged = left.merge(right, on=keys, suffixes=("_a", "_b"))
+    return merged.sort_values(["fold", "seed"] + [c for c in merged.columns if c.startswith("train_seed")])
 
 
 def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
@@ -81,11 +97,10 @@ def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
             # Run values on the episodes both hold (a --limit run against a full one: its prefix).
             pair_a, pair_b, _ = shared_episodes(records[(records.method == a) & (records.shot == shot)],
                                                 records[(records.method == b) & (records.shot == shot)])
-            va = run_values(pair_a, metric).set_index(["fold", "seed"])["value"].sort_index()
-            vb = run_values(pair_b, metric).set_index(["fold", "seed"])["value"].reindex(va.index)
-            shared = va.index
-            improvement = probability_of_improvement(va.to_numpy(), vb.to_numpy(),
-                                                     strata=shared.get_level_values("fold"), resamples=resamples)
+            pairs = paired_run_values(run_values(pair_a, metric).drop(columns=["method", "shot"]),
+                                      run_values(pair_b, metric).drop(columns=["method", "shot"]))
+            improvement = probability_of_improvement(pairs["value_a"].to_numpy(), pairs["value_b"].to_numpy(),
+                                                     strata=pairs["fold"].to_numpy(), resamples=resamples)
             rows.append({"shot": int(shot), "a": a, "b": b, "metric": metric, "difference": 100 * summary.difference,
                          "ci_low": 100 * summary.low, "ci_high": 100 * summary.high, "p_value": summary.p_value,
                          "p_holm": np.nan, "p_b_better": improvement.probability, "p_b_better_low": improvement.low,

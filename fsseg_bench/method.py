@@ -12,7 +12,9 @@ Optional, each switched on by a class attribute:
   the prediction on those, `predict_from_statistics(episodes, statistics [B,S,...], query_features
   [B,Q,C,h,w])`. The runner then caches each (image, class) statistic too (prototype methods).
 - `trainable = True`: `training_losses(episode) -> {"total": loss, ...}`, `parameters()`,
-  `state_dict()`, `load_state_dict()`, `load_checkpoint(path)`, `train()`/`eval()`.
+  `state_dict()`, `load_state_dict()`, `load_checkpoint(path)`, `train()`/`eval()`; optionally
+  `training_optimizer(schedule) -> (optimizer, lr scheduler)` when the paper trains otherwise than
+  the protocol's SGD schedule (HSNet: Adam).
 """
 
 from __future__ import annotations

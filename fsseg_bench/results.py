@@ -5,7 +5,7 @@ numbers honest.
   fingerprint, checkpoint recipe (how it was trained, not its bytes, which differ per fold) and
   the user's `--label`. Two configurations of one method are two rows with readable labels
   (`knn (k=1)`, `mean-colour (code 3fa2c1d)`), never one row.
-- One run per cell (fold, shot, seed) of a row: full runs over `--limit` ones, then more episodes,
+- One run per cell (fold, shot, seed, training seed) of a row: full runs over `--limit` ones, then more episodes,
   then the newest; runs of one row and cell that differ in data, episode list or checkpoint are
   an error naming both.
 - Runs of one cell must share their episode list across rows: results on different episodes are
@@ -26,6 +26,7 @@ from typing import Callable
 import pandas as pd
 
 from .errors import InputError
+from .stats import NO_TRAIN_SEED
 from .runner.store import RECORDS, scan_records
 
 
@@ -50,10 +51,16 @@ class RunInfo:
     other_shot: bool = False
     row_label: str | None = None
     custom_episodes: bool = False  # run on a list given with --episode-list, not the protocol's own
+    train_seed: int | None = None  # the trained model's training seed (None: not trained, or an external checkpoint)
     label: str = ""  # the table row this run belongs to (set by select_runs)
 
     @property
     def cell(self) -> tuple:
+        return (self.protocol, self.fold, self.shot, self.seed, self.train_seed)
+
+    @property
+    def episode_cell(self) -> tuple:
+        """Runs of one episode cell read one episode list, whatever their row or trained model."""
         return (self.protocol, self.fold, self.shot, self.seed)
 
     @property
@@ -78,7 +85,7 @@ def run_info_from_json(path: Path, info: dict) -> RunInfo:
                    info.get("finished", ""), info.get("method_config") or {}, info.get("code_sha256"),
                    info.get("data_sha256"), info.get("checkpoint_sha256"),
                    _checkpoint_recipe(info.get("checkpoint_provenance")), bool(info.get("checkpoint_other_shot")),
-                   info.get("row_label"), bool(info.get("episode_list_custom")))
+                   info.get("row_label"), bool(info.get("episode_list_custom")), info.get("train_seed"))
 
 
 def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunInfo]:
@@ -153,7 +160,7 @@ def _rank(run: RunInfo) -> tuple:
 
 
 def select_runs(runs: list[RunInfo], methods: list[str] | None = None) -> list[RunInfo]:
-    """One run per (row, fold, shot, seed), with `label` set to its row's label.
+    """One run per (row, fold, shot, seed, training seed), with `label` set to its row's label.
 
     `methods` keeps rows whose method name or label is listed. Raises InputError when two runs of
     one row and cell differ in what should be identical, or when runs of one cell were computed on
@@ -177,21 +184,22 @@ def select_runs(runs: list[RunInfo], methods: list[str] | None = None) -> list[R
                                             ("episode list", best.episode_list_sha256, other.episode_list_sha256),
                                             ("checkpoint", best.checkpoint_sha256, other.checkpoint_sha256)) if a != b]
             if what:
+                trained = f" train seed {best.train_seed}" if best.train_seed is not None else ""
                 raise InputError(f"runs {best.path} and {other.path} of {best.label} (fold {best.fold} shot {best.shot} "
-                                 f"seed {best.seed}) differ in {' and '.join(what)}; remove the stale one "
+                                 f"seed {best.seed}{trained}) differ in {' and '.join(what)}; remove the stale one "
                                  f"(`fsseg-bench runs` shows which is stale)")
         chosen.append(best)
     by_cell: dict[tuple, RunInfo] = {}
     for run in chosen:
         if run.custom_episodes:  # its own row, marked; its list is the point
             continue
-        first = by_cell.setdefault(run.cell, run)
+        first = by_cell.setdefault(run.episode_cell, run)
         if first.episode_list_sha256 != run.episode_list_sha256:
             raise InputError(f"runs {first.path} and {run.path} were computed on different episode lists "
                              f"({first.episode_list_sha256[:12]}... vs {run.episode_list_sha256[:12]}...) for "
                              f"protocol {run.protocol} fold {run.fold} shot {run.shot} seed {run.seed}; "
                              f"they cannot be aggregated together")
-    return sorted(chosen, key=lambda r: (r.label, r.shot, r.fold, r.seed))
+    return sorted(chosen, key=lambda r: (r.label, r.shot, r.fold, r.seed, -1 if r.train_seed is None else r.train_seed))
 
 
 def _with_label(run: RunInfo, label: str) -> RunInfo:
@@ -220,7 +228,8 @@ def load_records(runs: list[RunInfo], warn: Callable[[str], None] = _stderr) -> 
             continue
         frame = pd.DataFrame(scan.records)
         frame = frame.assign(protocol=run.protocol, method=run.label or run.method, method_name=run.method,
-                             fold=run.fold, shot=run.shot, seed=run.seed, limit=run.limit, pretrained=run.pretrained,
+                             fold=run.fold, shot=run.shot, seed=run.seed,
+                             train_seed=NO_TRAIN_SEED if run.train_seed is None else run.train_seed, limit=run.limit, pretrained=run.pretrained,
                              other_shot=run.other_shot, run_dir=str(run.path))
         frames.append(frame)
     if not frames:

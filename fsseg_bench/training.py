@@ -1,8 +1,14 @@
 """Episodic training on a fold's base classes, with checkpoints and exact resume.
 
-Episode i of a training run is drawn from its own generator seeded by (schedule seed, fold, shot,
+Episode i of a training run is drawn from its own generator seeded by (training seed, fold, shot,
 i), flips included, so a run resumed from a checkpoint at iteration n continues with exactly the
 episodes an uninterrupted run would have seen.
+
+The training seed (`train --seed`, default the schedule's `seed`) is the training lottery: it
+draws the episodes and flips, and seeds torch's generator while the model is built (heads that
+torch initialises by default; an encoder a method seeds from its own `seed` option keeps it).
+Each training seed has its own checkpoint folder, and runs on it are keyed by it, so tables can
+show the spread over trained models apart from the spread over episodes.
 """
 
 from __future__ import annotations
@@ -40,12 +46,27 @@ class TrainResult:
     last_losses: list[float]
 
 
-def checkpoint_dir(results_dir: Path, protocol: Protocol, method: str, fold: int, shot: int) -> Path:
-    return Path(results_dir) / "checkpoints" / protocol.name / method / f"fold{fold}-shot{shot}"
+def checkpoint_dir(results_dir: Path, protocol: Protocol, method: str, fold: int, shot: int,
+                   train_seed: int | None = None) -> Path:
+    """`fold{f}-shot{k}` for the schedule's seed (the layout before training seeds existed), else
+    `fold{f}-shot{k}-train{seed}`."""
+    suffix = "" if train_seed is None or train_seed == protocol.training.seed else f"-train{train_seed}"
+    return Path(results_dir) / "checkpoints" / protocol.name / method / f"fold{fold}-shot{shot}{suffix}"
 
 
-def final_checkpoint(results_dir: Path, protocol: Protocol, method: str, fold: int, shot: int) -> Path:
-    return checkpoint_dir(results_dir, protocol, method, fold, shot) / "final.pt"
+def final_checkpoint(results_dir: Path, protocol: Protocol, method: str, fold: int, shot: int,
+                     train_seed: int | None = None) -> Path:
+    return checkpoint_dir(results_dir, protocol, method, fold, shot, train_seed) / "final.pt"
+
+
+def schedule_optimizer(parameters, schedule):
+    """The protocol's schedule: SGD with momentum and weight decay, lr steps at the milestones. A
+    method whose paper trains otherwise defines `training_optimizer(schedule)` (HSNet: Adam)."""
+    optimizer = torch.optim.SGD(parameters, lr=schedule.lr, momentum=schedule.momentum,
+                                weight_decay=schedule.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(schedule.lr_milestones),
+                                                     gamma=schedule.lr_gamma)
+    return optimizer, scheduler
 
 
 def training_pools(protocol: Protocol, index, fold: int, shot: int) -> dict[int, list[str]]:
@@ -78,8 +99,9 @@ def training_episode(pools: dict[int, list[str]], seed: int, fold: int, shot: in
 def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_root=None,
           results_dir: Path = Path("results"), method_options: dict | None = None,
           iterations: int | None = None, device: str = "cpu", progress: bool = True,
-          stop_after: int | None = None) -> TrainResult:
-    """Train (or resume training) one method on one fold; returns the final checkpoint.
+          stop_after: int | None = None, train_seed: int | None = None) -> TrainResult:
+    """Train (or resume training) one method on one fold with one training seed (default: the
+    schedule's); returns the final checkpoint.
 
     `stop_after` ends the process's work after that many iterations without writing final.pt
     (used to test resuming).
@@ -89,22 +111,25 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
         raise InputError(f"method {method_name!r} is not trainable")
     schedule = protocol.training
     total = iterations or schedule.episodes
+    seed = schedule.seed if train_seed is None else train_seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed {seed}: expected a training seed, an integer >= 0")
     options = {"backbone": protocol.backbone, **(method_options or {})}
-    method = create_method(method_name, **options).to(device)
+    with torch.random.fork_rng(devices=[]):  # the training seed draws default inits; the global stream is untouched
+        torch.manual_seed(seed)
+        method = create_method(method_name, **options).to(device)
     tree = resolve_tree(protocol, data_root, results_dir)
     pools = training_pools(protocol, class_index(tree, protocol.train_split, results_dir), fold, shot)
     load = ImageLoader(tree, protocol)
 
-    optimizer = torch.optim.SGD(method.parameters(), lr=schedule.lr, momentum=schedule.momentum,
-                                weight_decay=schedule.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(schedule.lr_milestones),
-                                                     gamma=schedule.lr_gamma)
-    out_dir = checkpoint_dir(results_dir, protocol, method_name, fold, shot)
+    optimizer, scheduler = (method.training_optimizer(schedule) if hasattr(method, "training_optimizer")
+                            else schedule_optimizer(method.parameters(), schedule))
+    out_dir = checkpoint_dir(results_dir, protocol, method_name, fold, shot, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, final_path = out_dir / "last.pt", out_dir / "final.pt"
     identity = {"method": method_name, "config": method.config, "protocol": protocol.name,
                 "protocol_sha256": protocol.file_sha256, "dataset": protocol.dataset, "fold": fold, "shot": shot,
-                "total_iterations": total}
+                "total_iterations": total, "train_seed": seed}
 
     if final_path.is_file():
         _, saved = read_checkpoint(final_path)
@@ -134,11 +159,11 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     end = total if stop_after is None else min(total, start + stop_after)
     bars = progress and interactive()
     bar = tqdm(range(start, end), initial=start, total=total, disable=not bars,
-               desc=f"train {method_name} fold {fold} shot {shot}", unit="ep", dynamic_ncols=True)
+               desc=f"train {method_name} fold {fold} shot {shot} seed {seed}", unit="ep", dynamic_ncols=True)
     # Off a terminal: one plain line per `checkpoint_every` episodes instead of a redrawn bar.
     line_every = schedule.checkpoint_every if progress and not bars else 0
     for iteration in bar:
-        spec, flips = training_episode(pools, schedule.seed, fold, shot, iteration, schedule.flip)
+        spec, flips = training_episode(pools, seed, fold, shot, iteration, schedule.flip)
         episode, _ = build_episode(spec, load, protocol, flips)
         values = method.training_losses(episode.to(device))
         optimizer.zero_grad()
@@ -152,7 +177,7 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
             save_checkpoint(last_path, payload(iteration + 1))
         if line_every and (iteration + 1) % line_every == 0:
             rate = (iteration + 1 - start) / max(time.perf_counter() - began, 1e-9)
-            print(f"train {method_name} fold {fold} shot {shot}: {iteration + 1}/{total} episodes, "
+            print(f"train {method_name} fold {fold} shot {shot} seed {seed}: {iteration + 1}/{total} episodes, "
                   f"loss {np.mean(losses[-50:]):.3f}, lr {scheduler.get_last_lr()[0]:.1e}, {rate:.1f} episodes/s",
                   file=sys.stderr, flush=True)
     bar.close()

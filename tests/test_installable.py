@@ -79,7 +79,7 @@ def test_piped_run_and_train_write_plain_lines(tmp_path, synthetic_root):
     train = _cli("train", "--data-root", synthetic_root, "--results", results, "--method", "panet",
                  "--fold", "0", "--shot", "1", "--iterations", "12", "--threads", "1")
     assert train.returncode == 0, train.stderr
-    assert not ESCAPE.search(train.stderr + train.stdout) and "panet fold 0 shot 1: 12 episodes" in train.stdout
+    assert not ESCAPE.search(train.stderr + train.stdout) and "panet fold 0 shot 1 seed 1234: 12 episodes" in train.stdout
 
 
 def test_every_option_has_help_and_every_command_an_example():

@@ -13,16 +13,19 @@ def shared_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     note saying what was left out (None when nothing was). Lists of one protocol cell are checked to
     have the same sha256 by `results.select_runs`, so a `--limit` run is a prefix of a full one."""
     keys = ["fold", "shot", "seed", "index"]
-    merged = a[keys + ["class_id"]].merge(b[keys + ["class_id"]], on=keys + ["class_id"])
-    if len(merged) == len(a) == len(b):
+    # Episodes, not rows: a trained method has one row per episode and training seed.
+    episodes_a = a[keys + ["class_id"]].drop_duplicates()
+    episodes_b = b[keys + ["class_id"]].drop_duplicates()
+    merged = episodes_a.merge(episodes_b, on=keys + ["class_id"])
+    if len(merged) == len(episodes_a) == len(episodes_b):
         return a, b, None
     key_set = set(map(tuple, merged[keys].to_numpy()))
     keep_a = a[[tuple(k) in key_set for k in a[keys].to_numpy()]]
     keep_b = b[[tuple(k) in key_set for k in b[keys].to_numpy()]]
-    cells = keep_a.groupby(["fold", "shot", "seed"]).size()
+    cells = merged.groupby(["fold", "shot", "seed"]).size()
     note = (f"compared on the {len(merged)} episodes both were run on ({len(cells)} (fold, shot, seed) runs, "
-            f"{cells.min()}-{cells.max()} episodes each; {len(a) - len(merged)} of the first's and "
-            f"{len(b) - len(merged)} of the second's episodes have no counterpart)") if len(merged) else None
+            f"{cells.min()}-{cells.max()} episodes each; {len(episodes_a) - len(merged)} of the first's and "
+            f"{len(episodes_b) - len(merged)} of the second's episodes have no counterpart)") if len(merged) else None
     return keep_a, keep_b, note
 
 
@@ -47,7 +50,10 @@ def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str 
     for shot in sorted(a["shot"].unique()):
         a_folds = {f: g for f, g in a[a.shot == shot].groupby("fold")}
         b_folds = {f: g for f, g in b[b.shot == shot].groupby("fold")}
-        per_fold = paired_comparison_folds(a_folds, b_folds, metric, resamples)
+        try:
+            per_fold = paired_comparison_folds(a_folds, b_folds, metric, resamples)
+        except ValueError as exc:  # e.g. two trained methods with no training seed in common
+            raise InputError(f"{variant} vs {base}: {exc}") from None
         if len(a_folds) != 4:
             per_fold.pop("mean")
         results[int(shot)] = per_fold

@@ -80,6 +80,11 @@ def honesty_warnings(summary: pd.DataFrame, records: pd.DataFrame) -> list[str]:
     names = sorted(set(summary[summary["pretrained"] == False]["method"]))  # noqa: E712
     if names:
         warnings.append("an encoder without pretrained weights: " + ", ".join(names))
+    one_model = sorted({(r.method, int(r.shot)) for r in primary_rows.itertuples() if r.n_train_seeds == 1})
+    if one_model:
+        warnings.append("a single trained model per fold (one training seed; `train --seed S ...` and "
+                        "`run --train-seed S ...` add more), so the training lottery is not in the interval: " +
+                        ", ".join(f"{m} at {s} shot" for m, s in one_model))
     cells = records.groupby(["method"])[["fold", "shot", "seed"]].apply(
         lambda g: set(map(tuple, g.drop_duplicates().to_numpy())))
     every = set().union(*cells.to_list()) if len(cells) else set()
@@ -140,9 +145,37 @@ def _pairwise_matrix(pairs: pd.DataFrame, rows: list[str]) -> str:
         family = group["family"].iloc[0]
         parts.append(f"<h4>{shot}-shot</h4><p class='note'>Row − column, mIoU points on the mean of folds; "
                      f"p<sub>Holm</sub>: sign-flip permutation p, Holm-adjusted over the family ({_e(family)}); "
-                     f"P(row&gt;col): probability of improvement over (fold, seed) runs. Shaded: p<sub>Holm</sub> "
+                     f"P(row&gt;col): probability of improvement over paired (fold, seed, training seed) runs. Shaded: p<sub>Holm</sub> "
                      f"&lt; 0.05.</p><table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
     return "".join(parts)
+
+
+def _training_seeds_table(summary: pd.DataFrame, miou_metric: str) -> str:
+    """Per trained method, shot and fold: the spread over trained models beside the spread over
+    episode seeds and over episodes, so a reader sees how much of a value is the training lottery."""
+    trained = summary[(summary.metric == miou_metric) & (summary.n_train_seeds > 0)]
+    if trained.empty:
+        return ("<p class='note'>No trained method in this folder: every value is one deterministic model's, "
+                "so the only spread is over episodes.</p>")
+    kinds = {"train-seeds-t95": "training seeds", "seeds-t95": "episode seeds", "episodes-bootstrap-t95": "episodes",
+             "episodes-bootstrap95": "episodes"}
+    body = []
+    for (method, shot, fold), cell in trained.groupby(["method", "shot", "fold"], sort=False):
+        half = {kinds[r.ci_method]: (r.ci_high - r.ci_low) / 2 for r in cell.itertuples() if r.ci_method in kinds}
+        texts = "".join(f'<td data-value="{half[k]:.17g}">± {half[k]:.2f}</td>' if k in half and not pd.isna(half[k])
+                        else '<td data-value="">–</td>' for k in ("training seeds", "episode seeds", "episodes"))
+        first = cell.iloc[0]
+        body.append(f'<tr><td>{_e(method)}</td><td data-value="{shot}">{shot}</td><td>{_e(fold)}</td>'
+                    f'<td data-value="{first.value:.17g}">{first.value:.1f}</td>'
+                    f'<td data-value="{first.n_train_seeds}">{first.n_train_seeds}</td>{texts}</tr>')
+    return ("<table class='sortable'><thead><tr><th>Method</th><th>shot</th><th>fold</th><th>value</th>"
+            "<th>models</th><th>± across training seeds</th><th>± across episode seeds</th><th>± across episodes</th>"
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table><p class='note'>Half-widths of 95% intervals. "
+            "Across training seeds: Student t over the trained models' values (each already averaged over its "
+            "episodes, so it holds both levels of noise; Welch over folds for the mean). Across episode seeds: "
+            "Student t over the episode lists' values. Across episodes: studentised bootstrap with the models held "
+            "fixed. When the first is much wider than the others, a difference between methods may be the "
+            "training lottery.</p>")
 
 
 def _iqm_table(iqm: pd.DataFrame) -> str:
@@ -251,7 +284,7 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
         bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples, cache=cache)
         warnings = honesty_warnings(summary, records)
         warn_html = ("".join(f"<div class='warn'>⚠ {_e(w)}</div>" for w in warnings) if warnings
-                     else "<div class='ok'>No cell rests on a single seed, --limit, an unpretrained encoder or an "
+                     else "<div class='ok'>No cell rests on a single seed or trained model, --limit, an unpretrained encoder or an "
                           "other-shot checkpoint, and no method misses runs.</div>")
         try:
             pairs_html = (_pairwise_matrix(pairwise(records, rows, miou_metric, resamples, cache), rows)
@@ -266,8 +299,9 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
             f"<h3>Main table</h3>{_main_table(summary, rows, miou_metric, bold)}"
             f"<p class='note'>{_e(legend(summary, miou_metric, True))} The best seed is never selected: every value is "
             f"the mean over all seeds run. Click a column header to sort.</p>"
+            f"<h3>Training seeds and episode seeds</h3>{_training_seeds_table(summary, miou_metric)}"
             f"<h3>Pairwise comparisons</h3>{pairs_html}"
-            f"<h3>Interquartile mean over (fold, seed) runs</h3>{_iqm_table(iqm_table(values, resamples))}"
+            f"<h3>Interquartile mean over (fold, seed, training seed) runs</h3>{_iqm_table(iqm_table(values, resamples))}"
             f"<h3>Figures</h3>{_figures(records, summary, protocol, rows, out)}"
             f"<h3>Runs and provenance</h3>{_runs_section(records, protocol, rows, out)}</section>")
     if not sections:

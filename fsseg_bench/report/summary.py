@@ -1,7 +1,10 @@
-"""The long summary table: every (method, shot, fold|mean, metric) with both kinds of interval.
+"""The long summary table: every (method, shot, fold|mean, metric) with every kind of interval.
 
-Values are percentages. A fold's value is the mean over seeds of each seed's value (as PANet
-reports); `mean` is the mean of the folds.
+Values are percentages. A fold's value is the mean over training seeds (trained methods) of the
+mean over episode seeds of each run's value (as PANet reports); `mean` is the mean of the folds.
+Each interval is a row named by `ci_method` (see `stats`): the spread over training seeds
+(`train-seeds-t95`) is kept apart from the spread over episode seeds (`seeds-t95`) and over
+episodes (`episodes-bootstrap-t95`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import pandas as pd
 from .. import stats
 
 SUMMARY_COLUMNS = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
-                   "n_seeds", "n_episodes", "limited", "pretrained", "other_shot_checkpoint"]
+                   "n_seeds", "n_train_seeds", "n_episodes", "limited", "pretrained", "other_shot_checkpoint"]
+# The interval a table cell shows, most complete first: across training seeds (both levels of
+# noise), across episode seeds, across episodes.
+PRIMARY_ORDER = ("train-seeds-t95", "seeds-t95", "episodes-bootstrap-t95", "episodes-bootstrap95")
 
 
 def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = stats.DEFAULT_RESAMPLES) -> pd.DataFrame:
+    records = stats.with_train_seed(records)
     rows = []
     for (protocol, method, shot), group in records.groupby(["protocol", "method", "shot"], sort=True):
         limited = bool(group["limit"].notna().any())
@@ -25,22 +32,32 @@ def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = sta
         base = {"protocol": protocol, "method": method, "shot": int(shot), "limited": limited, "pretrained": pretrained,
                 "other_shot_checkpoint": other_shot}
         for metric in metrics:
-            seed_values, replicates = [], []
+            per_fold = []
             folds = sorted(group["fold"].unique())
             for fold in folds:
                 fold_records = group[group["fold"] == fold]
                 rng = np.random.default_rng([stats.DEFAULT_BOOTSTRAP_SEED, int(fold), int(shot)])
-                seed_ci, boot_ci, boot = stats.fold_intervals(fold_records, metric, resamples, rng)
-                seed_values.append(stats.per_seed_values(fold_records, metric))
-                replicates.append(boot)
-                counts = {"n_seeds": fold_records["seed"].nunique(), "n_episodes": len(fold_records)}
-                for interval in (seed_ci, boot_ci):
-                    rows.append({**base, "fold": str(fold), "metric": metric, **_percent(interval), **counts})
+                intervals = stats.fold_intervals(fold_records, metric, resamples, rng)
+                per_fold.append(intervals)
+                counts = {"n_seeds": fold_records["seed"].nunique(), "n_train_seeds": _train_seeds(fold_records),
+                          "n_episodes": len(fold_records)}
+                for interval in (intervals.seeds, intervals.train_seeds, intervals.episodes):
+                    if interval.method != "none" or interval is intervals.seeds:
+                        rows.append({**base, "fold": str(fold), "metric": metric, **_percent(interval), **counts})
             if len(folds) == 4:
-                for interval in stats.fold_mean_intervals(seed_values, replicates):
-                    rows.append({**base, "fold": "mean", "metric": metric, **_percent(interval),
-                                 "n_seeds": min(len(v) for v in seed_values), "n_episodes": len(group)})
+                seed_ci, train_ci, episode_ci = stats.fold_mean_intervals(per_fold)
+                counts = {"n_seeds": min(len(f.seed_values) for f in per_fold),
+                          "n_train_seeds": min(_train_seeds(group[group.fold == f]) for f in folds),
+                          "n_episodes": len(group)}
+                for interval in (seed_ci, train_ci, episode_ci):
+                    if interval.method != "none" or interval is seed_ci:
+                        rows.append({**base, "fold": "mean", "metric": metric, **_percent(interval), **counts})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _train_seeds(records: pd.DataFrame) -> int:
+    """Trained models behind these records (0 for a method that is not trained)."""
+    return int((records["train_seed"].unique() != stats.NO_TRAIN_SEED).sum())
 
 
 def _percent(interval: stats.Interval) -> dict:
@@ -49,9 +66,9 @@ def _percent(interval: stats.Interval) -> dict:
 
 
 def primary(summary: pd.DataFrame) -> pd.DataFrame:
-    """One interval per cell: across seeds when there are several, else across episodes."""
-    seeds = summary[summary["ci_method"] == "seeds-t95"]
-    boot = summary[summary["ci_method"] == "episodes-bootstrap95"]
+    """One interval per cell: the first of PRIMARY_ORDER the cell has."""
     keys = ["protocol", "method", "shot", "fold", "metric"]
-    chosen = pd.concat([seeds, boot[~boot.set_index(keys).index.isin(seeds.set_index(keys).index)]])
+    ranked = summary[summary["ci_method"].isin(PRIMARY_ORDER)].assign(
+        _rank=lambda f: f["ci_method"].map(PRIMARY_ORDER.index))
+    chosen = ranked.sort_values(keys + ["_rank"]).drop_duplicates(keys).drop(columns="_rank")
     return chosen.sort_values(keys).reset_index(drop=True)

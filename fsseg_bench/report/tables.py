@@ -87,9 +87,13 @@ def _header_name(fold: str) -> str:
 def legend(summary: pd.DataFrame, miou_metric: str = "miou", tested: bool = False) -> str:
     """What the cells, the bold and the marks mean (plain text; each format renders it)."""
     kinds = set(primary(summary)["ci_method"])
-    interval = ("across seeds (Student t)" if kinds == {"seeds-t95"} else
-                "across episodes (percentile bootstrap, resampled within class)" if kinds == {"episodes-bootstrap95"} else
-                "across seeds (Student t) where there are several seeds, else across episodes (bootstrap)")
+    names = {"train-seeds-t95": "across training seeds (Student t over the trained models' values; holds the "
+                                "episode noise too)",
+             "seeds-t95": "across episode seeds (Student t)",
+             "episodes-bootstrap-t95": "across episodes (studentised bootstrap, resampled within class)",
+             "episodes-bootstrap95": "across episodes (percentile bootstrap, resampled within class)"}
+    interval = (names[next(iter(kinds))] if len(kinds) == 1 and next(iter(kinds)) in names else
+                "; ".join(names[k] for k in names if k in kinds) + ", whichever comes first for the cell")
     bold = ("Bold: the best value of each column and every value a paired test (sign-flip permutation on the same "
             "episodes) cannot tell from it at the 5% level." if tested else "Bold: the best value of each column.")
     return (f"± is the half-width of the 95% interval {interval}. {MIOU_NOTES[miou_metric]}; FB-IoU is the mean over "
@@ -146,7 +150,7 @@ def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_me
 
 def csv_table(summary: pd.DataFrame) -> str:
     columns = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
-               "n_seeds", "n_episodes", *FLAG_COLUMNS]
+               "n_seeds", "n_train_seeds", "n_episodes", *FLAG_COLUMNS]
     return summary[columns].to_csv(index=False, float_format="%.17g")
 
 

@@ -177,6 +177,12 @@ def validate_request(request: RunRequest, protocol: Protocol) -> None:
     from ..sampling import check_original_lists
 
     check_original_lists(protocol.query_sampling, request.original_lists, protocol.name)
+    if request.train_seed is not None and request.checkpoint:
+        raise InputError(f"--train-seed {request.train_seed} and --checkpoint {request.checkpoint}: a given "
+                         f"checkpoint is one trained model; give one or the other")
+    if request.train_seed is not None and (isinstance(request.train_seed, bool) or not isinstance(request.train_seed, int)
+                                           or request.train_seed < 0):
+        raise InputError(f"--train-seed {request.train_seed}: expected an integer >= 0")
     if request.original_lists and request.episode_list:
         raise InputError("--original-lists and --episode-list: give one (a custom list replaces the sampler)")
     if isinstance(request.encode_batch, bool) or not isinstance(request.encode_batch, int) or request.encode_batch < 1:
@@ -188,17 +194,21 @@ def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path |
         return Path(request.checkpoint)
     if not trainable:
         return None
-    exact = final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, request.shot)
+    exact = final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, request.shot,
+                             request.train_seed)
     if exact.is_file():
         return exact
-    others = [final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, shot)
+    others = [final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, shot,
+                               request.train_seed)
               for shot in sorted(protocol.shots) if shot != request.shot]
     others = [path for path in others if path.is_file()]
     if others and request.allow_other_shot:
         return others[0]
     hint = (f" (a checkpoint of another shot exists: {others[0]}; --allow-other-shot uses it)" if others else "")
+    seed = f" --seed {request.train_seed}" if request.train_seed is not None else ""
     raise InputError(f"no checkpoint for {request.label}: run `fsseg-bench train --method {request.method} "
-                     f"--fold {request.fold} --shot {request.shot}` first or pass --checkpoint {request.method}=PATH{hint}")
+                     f"--fold {request.fold} --shot {request.shot}{seed}` first or pass --checkpoint "
+                     f"{request.method}=PATH{hint}")
 
 
 def prepare_run(request: RunRequest) -> PreparedRun:
@@ -326,7 +336,8 @@ def _run_one(request: RunRequest, progress: Progress) -> RunOutcome:
     read_ids = [image_id for spec in prepared.episodes for image_id in (*spec.query, *spec.support)]
     identity = run_identity(prepared.protocol, prepared.list_sha256, request.method, method.config,
                             checkpoint and checkpoint["sha256"], request.fold, request.shot, request.seed,
-                            request.limit, data_fingerprint(read_ids, prepared.index.file_sha256), code_sha256)
+                            request.limit, data_fingerprint(read_ids, prepared.index.file_sha256), code_sha256,
+                            train_seed=checkpoint.get("train_seed") if checkpoint else None)
     directory = run_dir(request.results_dir, identity)
     n_episodes = len(prepared.episodes)
     if not request.force:

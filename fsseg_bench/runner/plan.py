@@ -47,29 +47,41 @@ class RunRequest:
     row_label: str | None = None    # the row label tables use for this configuration (run --label)
     original_lists: str | None = None  # where an *-original sampler finds the original lists (--original-lists)
     episode_list: str | None = None    # run this JSONL episode list instead of the protocol's (--episode-list)
+    train_seed: int | None = None      # which trained model (train --seed) of a trainable method; None: the schedule's
 
     @property
     def label(self) -> str:
-        return f"{self.method} fold {self.fold} shot {self.shot} seed {self.seed}"
+        trained = f" train seed {self.train_seed}" if self.train_seed is not None else ""
+        return f"{self.method} fold {self.fold} shot {self.shot} seed {self.seed}{trained}"
 
 
 def plan_runs(protocol: Protocol, methods: list[str], *, results_dir: str | Path, folds=None, shots=None,
-              seeds=None, **common) -> list[RunRequest]:
-    """The cross product, methods outermost (so one method's runs share a worker's cache)."""
+              seeds=None, train_seeds=None, **common) -> list[RunRequest]:
+    """The cross product, methods outermost (so one method's runs share a worker's cache).
+    `train_seeds` multiplies the runs of trainable methods (one per trained model); methods that
+    are not trained run once."""
+    from ..registry import get_entry
+
     folds = list(folds) if folds else list(protocol.folds)
     shots = list(shots) if shots else list(protocol.shots)
     seeds = list(seeds) if seeds else list(protocol.seeds)
-    return [RunRequest(protocol_path=protocol.path, method=m, fold=f, shot=k, seed=s, results_dir=str(results_dir), **common)
-            for m in methods for f in folds for k in shots for s in seeds]
+    trained = list(train_seeds) if train_seeds else [None]
+    return [RunRequest(protocol_path=protocol.path, method=m, fold=f, shot=k, seed=s, results_dir=str(results_dir),
+                       train_seed=t, **common)
+            for m in methods for t in (trained if get_entry(m).trainable else [None])
+            for f in folds for k in shots for s in seeds]
 
 
 def run_identity(protocol: Protocol, episode_list_sha256: str, method: str, config: dict,
                  checkpoint_sha256: str | None, fold: int, shot: int, seed: int, limit: int | None,
-                 data_sha256: str, code_sha256: str) -> dict:
-    return {"record_format": RECORD_FORMAT, "protocol": protocol.name, "protocol_sha256": protocol.file_sha256,
-            "episode_list_sha256": episode_list_sha256, "data_sha256": data_sha256, "method": method,
-            "method_config": config, "code_sha256": code_sha256, "checkpoint_sha256": checkpoint_sha256,
-            "fold": fold, "shot": shot, "seed": seed, "limit": limit}
+                 data_sha256: str, code_sha256: str, train_seed: int | None = None) -> dict:
+    """`train_seed` (the checkpoint's training seed) is present only for runs of a trained model,
+    so the identity of every other run is what it was before training seeds existed."""
+    identity = {"record_format": RECORD_FORMAT, "protocol": protocol.name, "protocol_sha256": protocol.file_sha256,
+                "episode_list_sha256": episode_list_sha256, "data_sha256": data_sha256, "method": method,
+                "method_config": config, "code_sha256": code_sha256, "checkpoint_sha256": checkpoint_sha256,
+                "fold": fold, "shot": shot, "seed": seed, "limit": limit}
+    return identity if train_seed is None else {**identity, "train_seed": train_seed}
 
 
 def run_id(identity: dict) -> str:
@@ -77,7 +89,8 @@ def run_id(identity: dict) -> str:
 
 
 def run_dir(results_dir: str | Path, identity: dict) -> Path:
-    name = f"fold{identity['fold']}-shot{identity['shot']}-seed{identity['seed']}-{run_id(identity)}"
+    trained = f"-train{identity['train_seed']}" if identity.get("train_seed") is not None else ""
+    name = f"fold{identity['fold']}-shot{identity['shot']}-seed{identity['seed']}{trained}-{run_id(identity)}"
     runs = Path(results_dir) / "runs"
     directory = runs / identity["protocol"] / identity["method"] / name
     # Protocol and method names are validated slugs; this guards the invariant all the same.
