@@ -1,9 +1,11 @@
 """The main job on the embedded default: train, run every built-in method, report.
 
-`fsseg-bench demo` writes the synthetic tree (once), trains `panet` and `panet-noalign` on each
-fold (1-shot models, used at 1 and 5 shots), runs every built-in method at 1 and 5 shots, and
-writes the paper table (markdown, LaTeX, CSV), the PAR ablation and every figure. `--quick` is a
-smoke test: fewer training episodes, seeds and episodes; its numbers are marked as limited.
+`fsseg-bench demo` writes the synthetic tree (once), trains `panet` (three training seeds, so the
+report shows the training lottery), `panet-noalign` and `hsnet` on each fold (1-shot models, used
+at 1 and 5 shots), runs every built-in method at 1 and 5 shots, and writes the paper table
+(markdown, LaTeX, CSV), the PAR ablation, HSNet against PANet in the same layout, every figure
+and the report page. `--quick` is a smoke test: fewer training episodes, seeds and episodes; its
+numbers are marked as limited.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from .data.source import resolve_tree
 from .protocol import load_protocol
 from .registry import list_methods
 
-TRAINED = ("panet", "panet-noalign")
+TRAINED = ("panet", "panet-noalign", "hsnet")
+# Training seeds per trained method (the schedule's seed, 1234, when not listed).
+TRAIN_SEEDS = {"panet": (1234, 1, 2)}
 TRAINING_FREE = ("panet-init", "linear-probe", "knn", "support-copy", "all-foreground")
 
 
@@ -44,18 +48,22 @@ def _train_job(args) -> tuple[str, list[str]]:
     from .console import collected
     from .training import train
 
-    protocol_path, method, fold, data_root, out, iterations = args
+    protocol_path, method, fold, train_seed, data_root, out, iterations = args
     torch.set_num_threads(1)
     with collected() as warnings:  # said once by the parent, not once per worker
         result = train(load_protocol(protocol_path), method, fold, 1, data_root=data_root, results_dir=Path(out),
-                       iterations=iterations, progress=False)
-    return f"{method} fold {fold}: {result.iterations} episodes at {result.episodes_per_second:.0f}/s", warnings
+                       iterations=iterations, progress=False, train_seed=train_seed)
+    return (f"{method} fold {fold} seed {train_seed}: {result.iterations} episodes at "
+            f"{result.episodes_per_second:.0f}/s"), warnings
 
 
 def train_all(protocol, data_root: Path, out: Path, iterations: int | None, workers: int, quiet: bool) -> None:
     from tqdm import tqdm
 
-    jobs = [(protocol.path, method, fold, str(data_root), str(out), iterations) for method in TRAINED for fold in protocol.folds]
+    # HSNet first: its models take longest, so the pool ends with the short PANet ones.
+    jobs = [(protocol.path, method, fold, seed, str(data_root), str(out), iterations)
+            for method in sorted(TRAINED, key=lambda m: m != "hsnet")
+            for seed in TRAIN_SEEDS.get(method, (protocol.training.seed,)) for fold in protocol.folds]
     context = multiprocessing.get_context("spawn")
     from .console import interactive, say, warn
 
@@ -69,22 +77,22 @@ def train_all(protocol, data_root: Path, out: Path, iterations: int | None, work
                 say(message, bars)
 
 
-def check_panet_beats_baselines(summary) -> tuple[bool, list[str]]:
-    """At 1 shot, trained PANet must beat every training-free baseline by more than the larger of
-    the two intervals' half-widths; otherwise the stand-in or the training measures nothing."""
+def check_beats_baselines(summary, method: str = "panet") -> tuple[bool, list[str]]:
+    """At 1 shot, a trained method must beat every training-free baseline by more than the larger
+    of the two intervals' half-widths; otherwise the stand-in or the training measures nothing."""
     from .report.summary import primary
 
     rows = primary(summary)
     rows = rows[(rows.shot == 1) & (rows.fold == "mean") & (rows.metric == "miou")].set_index("method")
-    panet = rows.loc["panet"]
+    trained = rows.loc[method]
     lines, ok = [], True
     for baseline in TRAINING_FREE:
         other = rows.loc[baseline]
-        margin = panet["value"] - other["value"]
-        needed = max(panet["ci_high"] - panet["ci_low"], other["ci_high"] - other["ci_low"]) / 2
+        margin = trained["value"] - other["value"]
+        needed = max(trained["ci_high"] - trained["ci_low"], other["ci_high"] - other["ci_low"]) / 2
         passed = margin > needed
         ok &= bool(passed)
-        lines.append(f"panet {panet['value']:.1f} vs {baseline} {other['value']:.1f}: margin {margin:.1f} "
+        lines.append(f"{method} {trained['value']:.1f} vs {baseline} {other['value']:.1f}: margin {margin:.1f} "
                      f"{'>' if passed else '<='} half-width {needed:.1f} {'ok' if passed else 'FAIL'}")
     return ok, lines
 
@@ -114,8 +122,10 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
 
     methods = [e.name for e in list_methods() if e.origin.startswith("built-in")]
     # The demo trains 1-shot models only and uses them at 5 shots too: asked for, recorded, marked §.
-    requests = plan_runs(protocol, methods, results_dir=results_dir, seeds=choice.seeds, data_root=str(tree.root),
-                         limit=choice.limit, allow_other_shot=True)
+    requests = [request for method in methods
+                for request in plan_runs(protocol, [method], results_dir=results_dir, seeds=choice.seeds,
+                                         train_seeds=TRAIN_SEEDS.get(method), data_root=str(tree.root),
+                                         limit=choice.limit, allow_other_shot=True)]
     outcomes = execute(requests, workers=workers, quiet=quiet)
     failed = [o.message for o in outcomes if o.status == "failed"]
     if failed:
@@ -132,7 +142,9 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     table = markdown_table(summary, order, bold=bold)
     files = {"table.md": table, "table.tex": latex_table(summary, order, bold=bold), "table.csv": csv_table(summary),
              "ablation.md": ablation_table(summary, "panet-noalign", "panet",
-                                           compare_methods(records, "panet-noalign", "panet"), bold=bold)}
+                                           compare_methods(records, "panet-noalign", "panet"), bold=bold),
+             "hsnet-vs-panet.md": ablation_table(summary, "panet", "hsnet",
+                                                 compare_methods(records, "panet", "hsnet"), bold=bold)}
     for name, text in files.items():
         (out / name).write_text(text)
     figures = []
@@ -148,10 +160,12 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     from .report.html import write_report
 
     report_page = write_report(results_dir, out / "report")  # the whole results folder: after a fresh demo, its runs
-    passed, check_lines = check_panet_beats_baselines(summary)
+    checks = {method: check_beats_baselines(summary, method) for method in ("panet", "hsnet")}
+    check_lines = [line for _, lines in checks.values() for line in lines]
     report = {"quick": quick, "wall_seconds": round(time.perf_counter() - began, 1),
               "train_seconds": round(trained_at - began, 1), "run_seconds": round(ran_at - trained_at, 1),
-              "report_seconds": round(time.perf_counter() - ran_at, 1), "panet_beats_training_free": passed,
+              "report_seconds": round(time.perf_counter() - ran_at, 1),
+              "panet_beats_training_free": checks["panet"][0], "hsnet_beats_training_free": checks["hsnet"][0],
               "check": check_lines, "files": sorted(files) + [str(Path(f).relative_to(out)) for f in figures] + [str(report_page.relative_to(out))]}
     (out / "demo.json").write_text(json.dumps(report, indent=1))
     return {**report, "out": str(out), "table": table, "ablation": files["ablation.md"]}

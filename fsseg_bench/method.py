@@ -14,7 +14,8 @@ Optional, each switched on by a class attribute:
 - `trainable = True`: `training_losses(episode) -> {"total": loss, ...}`, `parameters()`,
   `state_dict()`, `load_state_dict()`, `load_checkpoint(path)`, `train()`/`eval()`; optionally
   `training_optimizer(schedule) -> (optimizer, lr scheduler)` when the paper trains otherwise than
-  the protocol's SGD schedule (HSNet: Adam).
+  the protocol's SGD schedule (HSNet: Adam); optionally `initialise(seed)`, which redraws the
+  randomly initialised trainable parts, so a training seed varies the initialisation too.
 """
 
 from __future__ import annotations

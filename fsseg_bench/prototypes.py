@@ -65,15 +65,18 @@ def cosine_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float
     A product of normalised vectors, as F.cosine_similarity computes it (norms clamped at 1e-8), in
     one einsum rather than one call per prototype.
     """
-    unit_prototypes = prototypes / channel_norm(prototypes, 1).clamp_min(COSINE_EPS)
-    feature_norm = channel_norm(features, 1).clamp_min(COSINE_EPS)  # [N,1,h,w]
+    unit_prototypes = prototypes / clamped_norm(prototypes, 1)
+    feature_norm = clamped_norm(features, 1)  # [N,1,h,w]
     return torch.einsum("nchw,pc->nphw", features, unit_prototypes) / (feature_norm / scale)
 
 
-def channel_norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """L2 norm over `dim`, kept. Multiply-and-sum: 2.5x faster than torch.norm over the strided
-    channel axis of [.., C, h, w] features."""
-    return (x * x).sum(dim=dim, keepdim=True).sqrt()
+def clamped_norm(x: torch.Tensor, dim: int, eps: float = COSINE_EPS) -> torch.Tensor:
+    """max(L2 norm over `dim`, eps), kept, as F.cosine_similarity clamps it. Multiply-and-sum: 2.5x
+    faster than torch.norm over the strided channel axis of [.., C, h, w] features. The clamp is
+    applied to the squared norm, before the square root: the same values, but a zero vector (a
+    prototype of an empty predicted mask) gets a finite gradient, as in torch's cosine_similarity,
+    where clamping after the root gave 0 x inf = NaN and ended training."""
+    return (x * x).sum(dim=dim, keepdim=True).clamp_min(eps * eps).sqrt()
 
 
 def upsample_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

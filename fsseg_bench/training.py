@@ -5,8 +5,9 @@ i), flips included, so a run resumed from a checkpoint at iteration n continues 
 episodes an uninterrupted run would have seen.
 
 The training seed (`train --seed`, default the schedule's `seed`) is the training lottery: it
-draws the episodes and flips, and seeds torch's generator while the model is built (heads that
-torch initialises by default; an encoder a method seeds from its own `seed` option keeps it).
+draws the episodes and flips, and the initial weights of what a method initialises at random
+when it defines `initialise(seed)` (HSNet's learner). PANet's encoder starts from ImageNet weights
+(on the stand-in, from its `seed` option), as in the paper.
 Each training seed has its own checkpoint folder, and runs on it are keyed by it, so tables can
 show the spread over trained models apart from the spread over episodes.
 """
@@ -30,7 +31,7 @@ from .checkpoints import file_sha256, read_checkpoint, save_checkpoint, tensors_
 from .classes import fold_test_classes, fold_train_classes
 from .data.source import class_index, resolve_tree
 from .episodes import EpisodeSpec
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 from .preprocess import ImageLoader, build_episode
 from .protocol import Protocol
 from .registry import create_method, get_entry
@@ -115,9 +116,10 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed {seed}: expected a training seed, an integer >= 0")
     options = {"backbone": protocol.backbone, **(method_options or {})}
-    with torch.random.fork_rng(devices=[]):  # the training seed draws default inits; the global stream is untouched
-        torch.manual_seed(seed)
-        method = create_method(method_name, **options).to(device)
+    method = create_method(method_name, **options)
+    if hasattr(method, "initialise"):  # the training seed draws the randomly initialised trainable parts
+        method.initialise(seed)
+    method = method.to(device)
     tree = resolve_tree(protocol, data_root, results_dir)
     pools = training_pools(protocol, class_index(tree, protocol.train_split, results_dir), fold, shot)
     load = ImageLoader(tree, protocol)
@@ -166,6 +168,12 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
         spec, flips = training_episode(pools, seed, fold, shot, iteration, schedule.flip)
         episode, _ = build_episode(spec, load, protocol, flips)
         values = method.training_losses(episode.to(device))
+        if not torch.isfinite(values["total"]):
+            # Saved so far: the last periodic checkpoint; a NaN model is never written as final.
+            raise TrainingDiverged(f"{method_name} fold {fold} shot {shot} seed {seed}: the loss is "
+                                   f"{values['total'].item()} at iteration {iteration} (episode {spec.query[0]} of "
+                                   f"class {spec.class_id}); lower the schedule's lr or try another training seed, "
+                                   f"and report it: a diverging seed is part of the method's variance")
         optimizer.zero_grad()
         values["total"].backward()
         optimizer.step()

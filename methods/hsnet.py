@@ -170,9 +170,16 @@ class HSNet(Method):
         for parameter in self.model.backbone.parameters():
             parameter.requires_grad_(False)
         self.group_sizes = pyramid.group_sizes
-        self.model.hpn_learner = HPNLearner(tuple(reversed(pyramid.group_sizes)))
+        self.initialise(seed)
         self.pretrained = pyramid.pretrained
         self._shapes: dict[tuple, list[torch.Size]] = {}
+
+    def initialise(self, seed: int) -> None:
+        """(Re)draw the learner's initial weights (torch's default inits) from `seed`: the `seed`
+        option at construction, the training seed when `train` starts a model."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model.hpn_learner = HPNLearner(tuple(reversed(self.group_sizes)))
 
     # -- features: the pyramid's layers packed per image, for the runner's feature cache ---------
     def layers(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -18,7 +18,7 @@ from fsseg_bench.checkpoints import load_matching, read_checkpoint
 from fsseg_bench.episode import IGNORE, Episode
 from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
-from fsseg_bench.prototypes import (COSINE_EPS, COSINE_SCALE, MAP_EPS, channel_norm, cosine_scores,
+from fsseg_bench.prototypes import (COSINE_SCALE, MAP_EPS, clamped_norm, cosine_scores,
                                     pooling_weights, upsample_scores)
 from fsseg_bench.registry import register_method
 
@@ -42,8 +42,8 @@ def support_pooling(support_features: torch.Tensor, support_masks: torch.Tensor)
 def scores_from_pooled(pooled: torch.Tensor, query_features: torch.Tensor, scale=COSINE_SCALE) -> torch.Tensor:
     """Per-shot pools [B,S,2,C] -> prototypes (mean over shots) -> cosine scores [B,Q,2,h,w]."""
     prototypes = pooled.sum(dim=1) / pooled.shape[1]  # [B,2,C]
-    unit = prototypes / channel_norm(prototypes, 2).clamp_min(COSINE_EPS)
-    norms = channel_norm(query_features, 2).clamp_min(COSINE_EPS)  # [B,Q,1,h,w]
+    unit = prototypes / clamped_norm(prototypes, 2)
+    norms = clamped_norm(query_features, 2)  # [B,Q,1,h,w]
     return torch.einsum("bqchw,bpc->bqphw", query_features, unit) / (norms / scale)
 
 

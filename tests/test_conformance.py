@@ -51,7 +51,8 @@ def test_conformance(name):
 
 
 def test_every_builtin_is_covered():
-    assert {"panet", "panet-noalign", "panet-init", "linear-probe", "knn", "support-copy", "all-foreground"} <= set(BUILTIN)
+    assert {"panet", "panet-noalign", "panet-init", "hsnet", "linear-probe", "knn", "support-copy",
+            "all-foreground"} <= set(BUILTIN)
 
 
 def test_tripwire_works():

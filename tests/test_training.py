@@ -86,3 +86,52 @@ def test_untrainable_method_is_refused(capsys, synthetic_root, tmp_path):
     code = main(["train", "--method", "knn", "--fold", "0", "--shot", "1", "--data-root", str(synthetic_root),
                  "--results", str(tmp_path), "--quiet"])
     assert code == 2 and "method 'knn' is not trainable" in capsys.readouterr().err
+
+
+def test_a_zero_prototype_has_a_finite_gradient():
+    """PAR pools a query prototype under an empty predicted mask (all pixels predicted foreground,
+    say): the zero vector. Its cosine scores are 0 and its gradient finite, as with torch's
+    cosine_similarity (clamping the norm after the square root gave NaN and killed training)."""
+    from fsseg_bench.prototypes import cosine_scores
+
+    features = torch.randn(1, 4, 3, 3, requires_grad=True)
+    prototypes = torch.zeros(2, 4, requires_grad=True)
+    scores = cosine_scores(features, prototypes)
+    reference = torch.nn.functional.cosine_similarity(features[:, None], prototypes[None, :, :, None, None], dim=2) * 20
+    assert torch.equal(scores, reference) and (scores == 0).all()
+    scores.sum().backward()
+    assert torch.isfinite(prototypes.grad).all() and torch.isfinite(features.grad).all()
+
+
+def test_a_diverging_loss_stops_training_without_a_final_checkpoint(synthetic_root, tmp_path, tmp_path_factory, capsys):
+    from tests.helpers import write_plugin
+
+    plugin = write_plugin(tmp_path_factory, "diverges.py", '''
+import torch
+from fsseg_bench.method import Method
+from fsseg_bench.registry import register_method
+
+class Diverges(Method):
+    trainable = True
+    def __init__(self, backbone="smallcnn"):
+        super().__init__(backbone=backbone)
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.calls = 0
+    def parameters(self):
+        return [self.weight]
+    def state_dict(self):
+        return {"weight": self.weight.detach()}
+    def training_losses(self, episode):
+        self.calls += 1
+        return {"total": self.weight * (float("nan") if self.calls == 3 else 1.0)}
+
+@register_method("diverges", trainable=True, description="a loss that turns NaN at its third episode")
+def diverges(backbone="smallcnn"):
+    return Diverges(backbone)
+''')
+    code = main(["train", "--method", "diverges", "--plugin", str(plugin), "--fold", "0", "--shot", "1",
+                 "--data-root", str(synthetic_root), "--results", str(tmp_path), "--iterations", "5", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "diverges fold 0 shot 1 seed 1234: the loss is nan at iteration 2" in err
+    assert not list(tmp_path.glob("checkpoints/*/diverges/*/final.pt"))
