@@ -131,9 +131,6 @@ def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_
          resamples: int = 1000) -> list[Path]:
     """A figure (per-class | shots | episodes | qualitative) written as PNG and PDF; returns the paths.
     `qualitative` reads the images from `data_root` (default: the runs' own data root)."""
-    import json
-
-    from .data.voc import locate_voc
     from .errors import InputError
     from .report import plots
 
@@ -149,18 +146,38 @@ def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_
     if kind == "episodes":
         return plots.plot_episodes(records, out / f"episodes-{shot}shot", shot)
     if kind == "qualitative":
-        if data_root is None:
-            data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
-        return plots.plot_qualitative(records, out / f"qualitative-{shot}shot", locate_voc(data_root), shot, names=names)
+        return plots.plot_qualitative(records, out / f"qualitative-{shot}shot", tree_of(records, data_root), shot,
+                                      names=names)
     raise InputError(f"plot kind {kind!r}: expected per-class | shots | episodes | qualitative")
 
 
+def tree_of(records: pd.DataFrame, data_root: str | Path | None = None):
+    """The data tree the records' runs read (or `data_root`), in their dataset's layout."""
+    import json
+
+    from .data.source import locate_tree
+
+    if data_root is None:
+        data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
+    protocol = protocol_of(records)
+    return locate_tree(protocol.dataset if protocol else "pascal-voc", data_root)
+
+
 def class_names_of(records: pd.DataFrame) -> dict[int, str]:
-    """The class names of the records' dataset (VOC names unless the protocol says otherwise)."""
+    """The class names of the records' dataset (VOC names unless the protocol says otherwise;
+    FSS-1000's come from the data the runs read)."""
     from .classes import class_names
+    from .data.source import dataset_for
+    from .errors import InputError
 
     protocol = protocol_of(records)
-    return class_names(protocol.dataset if protocol else "pascal-voc")
+    if protocol is None:
+        return class_names("pascal-voc")
+    try:
+        tree = tree_of(records) if protocol.dataset == "fss1000" else None
+        return class_names(dataset_for(protocol, tree))
+    except (InputError, OSError, KeyError):  # the data moved: ids, not names
+        return {}
 
 
 def summarise_metrics(records: pd.DataFrame, metrics: tuple[str, ...], resamples: int = 1000) -> pd.DataFrame:

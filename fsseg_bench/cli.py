@@ -24,11 +24,21 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_synth(args) -> int:
+    """A stand-in tree in a benchmark's layout (the writers the tests and CI use)."""
+    from .data.standins import CocoStandIn, FssStandIn, write_coco_standin, write_fss_standin
     from .data.synthetic import SyntheticConfig, write_synthetic_tree
 
+    _positive("--images", args.images)
+    sizes = {"n_train": args.images, "n_val": args.images} if args.images else {}
     start = time.perf_counter()
-    voc = write_synthetic_tree(args.root, SyntheticConfig(seed=args.seed))
-    print(f"synthetic5i tree (seed {args.seed}) at {voc} [{time.perf_counter() - start:.1f}s]")
+    if args.layout == "voc":
+        where = write_synthetic_tree(args.root, SyntheticConfig(seed=args.seed, **sizes))
+    elif args.layout == "coco":
+        where = write_coco_standin(args.root, CocoStandIn(seed=args.seed, **sizes))
+    else:
+        where = write_fss_standin(args.root, FssStandIn(seed=args.seed))
+    print(f"{args.layout} stand-in (seed {args.seed}) at {where} [{time.perf_counter() - start:.1f}s]; "
+          f"use --data-root {args.root}")
     return 0
 
 
@@ -78,23 +88,26 @@ def cmd_episodes(args) -> int:
 
 def _import_episodes(args) -> int:
     """`episodes --import FORMAT PATH`: an original codebase's dumped list -> a pinned JSONL list."""
-    from .classes import NUM_FOLDS, fold_test_classes
+    from .data.source import dataset_for
     from .episode_import import import_episodes
     from .episodes import write_episode_list
-    from .protocol import episode_key
+    from .paths import default_data_root
+    from .protocol import episode_key, load_protocol
 
     fmt, source = args.import_from
     if args.out is None:
         raise InputError("--import: give --out FILE for the JSONL list")
-    episodes = import_episodes(fmt, source, args.class_base)
-    from .paths import default_data_root
-    from .protocol import load_protocol
-
     protocol = load_protocol(args.protocol)
+    tree = None
     if args.data_root is not None or (protocol.dataset != "synthetic5i" and default_data_root() is not None):
-        from .data.source import check_episode_ids, class_index, resolve_tree
+        from .data.source import resolve_tree
 
         tree = resolve_tree(protocol, args.data_root, args.results)
+    dataset = dataset_for(protocol, tree)
+    episodes = import_episodes(fmt, source, args.class_base, dataset.num_classes)
+    if tree is not None:
+        from .data.source import check_episode_ids, class_index
+
         check_episode_ids(episodes, class_index(tree, protocol.split, args.results), str(source))
     else:
         print(f"note: ids not checked against data (give --data-root to check them against {protocol.name}'s split)",
@@ -102,7 +115,7 @@ def _import_episodes(args) -> int:
     sha256 = write_episode_list(args.out, episodes)
     print(f"{sha256}  {args.out}  ({len(episodes)} episodes)")
     classes = {e.class_id for e in episodes}
-    folds = [f for f in range(NUM_FOLDS) if classes <= set(fold_test_classes(f))]
+    folds = [f for f in range(dataset.num_folds) if classes <= set(dataset.fold_test_classes(f))]
     shots = {len(e.support) for e in episodes}
     if len(folds) == 1 and len(shots) == 1 and args.seed is not None and len(args.seed) == 1:
         # The line to pin it in a protocol file, under [episode_sha256].
@@ -114,6 +127,15 @@ def cmd_prepare_sbd(args) -> int:
     from .data.sbd import prepare_sbd
 
     print(prepare_sbd(args.voc, args.sbd).summary())
+    return 0
+
+
+def cmd_prepare_coco(args) -> int:
+    from .data.coco_prepare import prepare_coco
+
+    written = prepare_coco(args.coco, tuple(args.split))
+    for split, count in written.items():
+        print(f"{split}: {count} masks in {Path(args.coco) / 'annotations' / split}")
     return 0
 
 
@@ -298,15 +320,16 @@ def _load_selected(results: Path, protocol_name: str, methods: list[str] | None 
 
 def _episode_list_cell(args, protocol) -> tuple[list[int], list[int], list[int]]:
     """The one (fold, shot, seed) a custom list is run as: fold and shot from the list unless given."""
-    from .classes import NUM_FOLDS, fold_test_classes
+    from .data.source import dataset_for, resolve_tree
     from .episodes import read_episode_list
 
     episodes, _ = read_episode_list(args.episode_list)
+    dataset = dataset_for(protocol, resolve_tree(protocol, args.data_root, args.results))
     for flag, values in (("--fold", args.fold), ("--shot", args.shot), ("--seed", args.seed)):
         if values is not None and len(values) != 1:
             raise InputError(f"{flag} {' '.join(map(str, values))}: --episode-list is one list, so give one value")
     classes = {e.class_id for e in episodes}
-    folds = [f for f in range(NUM_FOLDS) if classes <= set(fold_test_classes(f))]
+    folds = [f for f in range(dataset.num_folds) if classes <= set(dataset.fold_test_classes(f))]
     shots = sorted({len(e.support) for e in episodes})
     if args.fold is None and len(folds) != 1:
         raise InputError(f"{args.episode_list}: its classes {sorted(classes)} are not those of one fold; "
@@ -463,8 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors (anywhere)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write the synthetic5i stand-in tree (VOC layout and formats)")
-    p.add_argument("--root", type=Path, required=True, help="folder to write VOCdevkit/VOC2012 into")
+    p = sub.add_parser("synth", help="write a stand-in tree in a benchmark's exact on-disk layout")
+    p.add_argument("--root", type=Path, required=True, help="folder to write it into (then --data-root that folder)")
+    p.add_argument("--layout", choices=("voc", "coco", "fss1000"), default="voc",
+                   help="voc (default): synthetic5i's VOCdevkit/VOC2012; coco: HSNet's COCO2014 layout, 80 classes; "
+                        "fss1000: FSS-1000's class folders with HSNet's split files")
+    p.add_argument("--images", type=int, default=None, help="images per split for voc and coco (default: 480/240 "
+                                                            "for voc, 800/800 for coco)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (0: the committed episode lists' tree)")
     p.set_defaults(func=cmd_synth)
 
@@ -632,6 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voc", required=True, help="VOC2012 folder or an ancestor of it")
     p.add_argument("--sbd", required=True, help="SBD benchmark_RELEASE folder (or its dataset/)")
     p.set_defaults(func=cmd_prepare_sbd)
+
+    p = sub.add_parser("prepare-coco", help="HSNet-layout class-index PNG masks from COCO 2014 instances files")
+    p.add_argument("--coco", required=True, help="the COCO2014 folder: annotations/instances_<split>.json and "
+                                                 "<split>/ image folders (masks go to annotations/<split>/)")
+    p.add_argument("--split", nargs="+", default=["train2014", "val2014"], help="splits to convert (default: both)")
+    p.set_defaults(func=cmd_prepare_coco)
+
     for name, subparser in sub.choices.items():
         subparser.formatter_class = argparse.RawDescriptionHelpFormatter
         subparser.epilog = "example:\n  " + EXAMPLES[name]
@@ -642,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 EXAMPLES = {
-    "synth": "fsseg-bench synth --root data/synthetic5i",
+    "synth": "fsseg-bench synth --layout coco --root data/coco-standin   # then run --protocol coco20i-hsnet --data-root data/coco-standin",
     "protocols": "fsseg-bench protocols",
     "episodes": "fsseg-bench episodes --protocol pascal5i-hsnet --data-root data/VOCdevkit --pairs-dir hsnet/data/splits/pascal/val",
     "methods": "fsseg-bench methods --plugin mean_colour.py",
@@ -656,6 +691,7 @@ EXAMPLES = {
     "demo": "fsseg-bench demo --quick",
     "report": "fsseg-bench report --results results --out results/report   # then open results/report/index.html",
     "prepare-sbd": "fsseg-bench prepare-sbd --voc data/VOCdevkit/VOC2012 --sbd data/benchmark_RELEASE",
+    "prepare-coco": "fsseg-bench prepare-coco --coco data/COCO2014   # pip install 'fsseg-bench[coco]' first",
 }
 
 

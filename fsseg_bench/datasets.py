@@ -106,3 +106,5 @@ def fss1000_dataset(class_names: tuple[str, ...], test_names: tuple[str, ...]) -
 
 
 DATASET_NAMES = ("pascal-voc", "synthetic5i", "coco", "fss1000")
+DATASET_FOLDS = {"pascal-voc": 4, "synthetic5i": 4, "coco": 4, "fss1000": 1}
+LAYOUTS = {"pascal-voc": "voc", "synthetic5i": "voc", "coco": "coco", "fss1000": "fss1000"}

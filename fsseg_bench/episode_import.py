@@ -38,7 +38,7 @@ def image_id(name: str) -> str:
     return path.stem if path.suffix.lower() in _IMAGE_SUFFIXES else path.name
 
 
-def import_episodes(fmt: str, path: str | Path, class_base: int = 1) -> list[EpisodeSpec]:
+def import_episodes(fmt: str, path: str | Path, class_base: int = 1, num_classes: int = NUM_CLASSES) -> list[EpisodeSpec]:
     path = Path(path)
     if fmt not in FORMATS:
         raise InputError(f"--import {fmt!r}: expected a format among {' | '.join(FORMATS)}")
@@ -46,7 +46,7 @@ def import_episodes(fmt: str, path: str | Path, class_base: int = 1) -> list[Epi
         raise InputError(f"--class-base {class_base}: expected 0 or 1")
     text = read_utf8(path, "episode dump")
     rows = {"jsonl": _jsonl_rows, "json": _json_rows, "tsv": _tsv_rows}[fmt](text, path)
-    episodes = [_episode(position, row, where, class_base) for position, (where, row) in enumerate(rows)]
+    episodes = [_episode(position, row, where, class_base, num_classes) for position, (where, row) in enumerate(rows)]
     check_episode_list(episodes, str(path))
     return episodes
 
@@ -102,7 +102,7 @@ def _names(value, where: str, what: str) -> tuple[str, ...]:
     return tuple(image_id(v.strip()) for v in values)
 
 
-def _episode(position: int, row, where: str, class_base: int) -> EpisodeSpec:
+def _episode(position: int, row, where: str, class_base: int, num_classes: int = NUM_CLASSES) -> EpisodeSpec:
     if not isinstance(row, dict):
         raise InputError(f"{where}: expected a JSON object")
     raw_class = _pick(row, _CLASS_KEYS, where, "class")
@@ -110,8 +110,8 @@ def _episode(position: int, row, where: str, class_base: int) -> EpisodeSpec:
         class_id = int(str(raw_class).strip()) + (1 - class_base)
     except ValueError:
         raise InputError(f"{where}: class {raw_class!r} is not an integer") from None
-    if not 1 <= class_id <= NUM_CLASSES:
-        raise InputError(f"{where}: class {raw_class!r} (with --class-base {class_base}) is not a class 1..{NUM_CLASSES}")
+    if not 1 <= class_id <= num_classes:
+        raise InputError(f"{where}: class {raw_class!r} (with --class-base {class_base}) is not a class 1..{num_classes}")
     query = _names(_pick(row, _QUERY_KEYS, where, "query"), where, "query")
     if len(query) != 1:
         raise InputError(f"{where}: {len(query)} queries; expected one per episode")

@@ -44,13 +44,16 @@ def sample_episodes(index: ClassIndex, fold: int, shot: int, seed: int, n_episod
 
 
 def draw_episodes(index: ClassIndex, fold: int, shot: int, seed: int, n_episodes: int, query_sampling: str,
-                  min_fg_pixels: int = 0, tree=None, original_lists: str | Path | None = None):
+                  min_fg_pixels: int = 0, tree=None, original_lists: str | Path | None = None, dataset=None):
     """-> `SampledEpisodes`: the episodes, what their pools were read from, and a note for the user."""
     from .sampling import SamplingInput, sample
 
+    from .datasets import PASCAL_VOC
+
     inputs = SamplingInput(index=index, tree=tree, fold=fold, shot=shot, seed=seed, n_episodes=n_episodes,
                            min_fg_pixels=min_fg_pixels,
-                           original_lists=Path(original_lists) if original_lists else None)
+                           original_lists=Path(original_lists) if original_lists else None,
+                           dataset=dataset or PASCAL_VOC)
     return sample(query_sampling, inputs)
 
 
@@ -131,9 +134,14 @@ def generate_episode_list(protocol: Protocol, index: ClassIndex, fold: int, shot
 
 
 def generate_episodes(protocol: Protocol, index: ClassIndex, fold: int, shot: int, seed: int,
-                      n_episodes: int | None = None, tree=None, original_lists: str | Path | None = None):
+                      n_episodes: int | None = None, tree=None, original_lists: str | Path | None = None,
+                      dataset=None):
     """The protocol's episodes for one (fold, shot, seed), checked; -> `SampledEpisodes`."""
+    if dataset is None:
+        from .data.source import dataset_for
+
+        dataset = dataset_for(protocol, tree)
     drawn = draw_episodes(index, fold, shot, seed, n_episodes or protocol.episodes, protocol.query_sampling,
-                          protocol.min_fg_pixels, tree, original_lists)
+                          protocol.min_fg_pixels, tree, original_lists, dataset)
     check_episode_list(drawn.episodes, f"protocol {protocol.name!r} {episode_key(fold, shot, seed)}")
     return drawn

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .data.voc import VocTree, image_size, read_image, read_mask, read_pair
+from .data.voc import image_size, read_image, read_pair
 from .errors import InputError
 from .episode import Episode, binary_mask
 from .episodes import EpisodeSpec
@@ -102,9 +101,9 @@ def normalise(image: np.ndarray, content: tuple[int, int] | None = None, padding
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-def prepare_label(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedLabel:
+def prepare_label(tree, image_id: str, protocol: Protocol) -> PreparedLabel:
     """The label alone (the image is only opened for its size): what scoring and support masks need."""
-    label = read_mask(tree.mask_path(image_id))
+    label = tree.read_label(image_id)
     height, width = image_size(tree.image_path(image_id))
     if (height, width) != label.shape:
         raise InputError(f"{tree.mask_path(image_id)}: mask size {label.shape[1]}x{label.shape[0]} != image size "
@@ -113,14 +112,14 @@ def prepare_label(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedL
     return PreparedLabel(torch.from_numpy(resized.copy()), label, content)
 
 
-def prepare_image_tensor(tree: VocTree, image_id: str, protocol: Protocol) -> torch.Tensor:
+def prepare_image_tensor(tree, image_id: str, protocol: Protocol) -> torch.Tensor:
     """The normalised input image alone (what an encoder needs)."""
     resized, content = resize_image(read_image(tree.image_path(image_id)), protocol.image_size, protocol.resize,
                                     protocol.image_resize)
     return normalise(resized, content, protocol.image_padding)
 
 
-def prepare_image(tree: VocTree, image_id: str, protocol: Protocol) -> PreparedImage:
+def prepare_image(tree, image_id: str, protocol: Protocol) -> PreparedImage:
     image, label = read_pair(tree, image_id)
     resized, resized_label, content = resize_pair(image, label, protocol.image_size, protocol.resize,
                                                   protocol.image_resize, protocol.label_resize)
@@ -132,7 +131,7 @@ class ImageLoader:
     """Prepared labels and images by id, each memoised in its own byte-bounded LRU: labels are small
     and needed by every episode, images only to encode (or by methods without a frozen encoder)."""
 
-    def __init__(self, tree: VocTree, protocol: Protocol, cache_mib: float = 256, label_cache_mib: float = 128):
+    def __init__(self, tree, protocol: Protocol, cache_mib: float = 256, label_cache_mib: float = 128):
         self.tree, self.protocol = tree, protocol
         self.cache = LRUCache(int(cache_mib * 2**20))
         self.labels = LRUCache(int(label_cache_mib * 2**20))
@@ -162,7 +161,7 @@ def build_feature_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protoc
     gives the method features or statistics instead), and the prepared query labels for scoring."""
     supports = [load.label(i) for i in spec.support]
     queries = [load.label(i) for i in spec.query]
-    masks = binary_mask(torch.stack([p.label for p in supports]), spec.class_id,
+    masks = binary_mask(torch.stack([p.label for p in supports]), load.tree.label_value(spec.class_id),
                         protocol.support_ignore == "background")
     episode = Episode(class_id=spec.class_id, support_images=placeholder_images(len(supports), protocol.image_size),
                       support_masks=masks, query_images=placeholder_images(len(queries), protocol.image_size),
@@ -179,6 +178,7 @@ def build_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol,
     `flips` (training only) mirrors support+query images horizontally, supports first.
     """
     void_as_background = protocol.support_ignore == "background"
+    value = load.tree.label_value(spec.class_id)  # the class's value in this layout's labels
     supports = [load(i) for i in spec.support]
     queries = [load(i) for i in spec.query]
 
@@ -197,9 +197,9 @@ def build_episode(spec: EpisodeSpec, load: ImageLoader, protocol: Protocol,
     episode = Episode(
         class_id=spec.class_id,
         support_images=support_images,
-        support_masks=binary_mask(support_labels, spec.class_id, void_as_background),
+        support_masks=binary_mask(support_labels, value, void_as_background),
         query_images=query_images,
-        query_masks=binary_mask(query_labels, spec.class_id, void_as_background=False) if with_query_masks else None,
+        query_masks=binary_mask(query_labels, value, void_as_background=False) if with_query_masks else None,
         support_ids=spec.support,
         query_ids=spec.query,
     )

@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .classes import NUM_FOLDS
+from .datasets import DATASET_FOLDS, SPLIT_SCHEMES
 from .errors import InputError
 from .paths import PROTOCOLS_DIR
 
@@ -30,7 +30,7 @@ LABEL_RESIZE = ("pil-nearest", "torch-nearest", "cv2-nearest")
 IMAGE_PADDING = ("mean", "black")
 MIOU_METRICS = ("miou", "miou_panet_metric")
 NOVEL_IN_TRAINING = ("relabel", "drop")
-DATASETS = ("pascal-voc", "synthetic5i")
+DATASETS = tuple(DATASET_FOLDS)  # pascal-voc, synthetic5i, coco, fss1000
 # Protocol names become folder names under results/runs: a safe slug, never a path or a glob.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 PIN_KEY_PATTERN = re.compile(r"fold\d+-shot\d+-seed\d+")
@@ -74,6 +74,7 @@ class Protocol:
     image_padding: str = "mean"          # padding of longer-side-pad inputs: 0 after (mean) or before (black) normalising
     miou_metric: str = "miou"            # the mIoU tables show: class-pooled, or PANet's Metric
     original_lists: str = ""             # where an *-original sampler finds the original lists (relative: to VOC2012/)
+    split_scheme: str = "interleaved"    # COCO-20i's folds: interleaved (HSNet, PFENet) or contiguous (PANet)
     novel_in_training: str = "relabel"
     backbone: str = "vgg16"
     description: str = ""
@@ -240,7 +241,7 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         dataset=_str(source, raw, "dataset", DATASETS),
         split=_str(source, raw, "split"),
         train_split=_str(source, raw, "train_split"),
-        folds=_int_list(source, raw, "folds", allowed=set(range(NUM_FOLDS))),
+        folds=_int_list(source, raw, "folds", allowed=set(range(DATASET_FOLDS.get(raw.get("dataset"), 4)))),
         shots=_int_list(source, raw, "shots", minimum=1),
         episodes=_int(source, raw, "episodes", minimum=1),
         seeds=_int_list(source, raw, "seeds"),
@@ -256,6 +257,7 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         image_padding=_str(source, raw, "image_padding", IMAGE_PADDING, default="mean"),
         miou_metric=_str(source, raw, "miou_metric", MIOU_METRICS, default="miou"),
         original_lists=_optional_str(source, raw, "original_lists"),
+        split_scheme=_str(source, raw, "split_scheme", SPLIT_SCHEMES, default="interleaved"),
         novel_in_training=_str(source, raw, "novel_in_training", NOVEL_IN_TRAINING, default="relabel"),
         backbone=_backbone(source, raw),
         description=_description(source, raw),

@@ -132,16 +132,10 @@ PYRAMIDS = {
 def load_pyramid_weights(module: nn.Module, state: dict, source: str) -> None:
     """An ImageNet (or a paper's) state dict: every tensor of the pyramid must be there, with its
     shape; other keys (a classifier, `fc`) are ignored. A `module.` or `backbone.` prefix is stripped."""
-    state = {key.removeprefix("module.").removeprefix("backbone."): value for key, value in state.items()}
-    expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
-    if missing:
-        raise InputError(f"{source}: not weights for this network (missing {missing[0]!r} and {len(missing) - 1} "
-                         f"more; keys there look like {next(iter(state), '<none>')!r})")
-    for key, tensor in expected.items():
-        if state[key].shape != tensor.shape:
-            raise InputError(f"{source}: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
-    module.load_state_dict({key: state[key] for key in expected})
+    from .checkpoints import load_matching
+
+    load_matching(module, {key.removeprefix("module.").removeprefix("backbone."): value
+                           for key, value in state.items()}, source)
 
 
 def build_pyramid(name: str, weights: str | Path | None = None, seed: int = 0) -> Pyramid:

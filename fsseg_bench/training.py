@@ -28,8 +28,8 @@ from .console import interactive
 
 from . import __version__
 from .checkpoints import file_sha256, read_checkpoint, save_checkpoint, tensors_sha256
-from .classes import fold_test_classes, fold_train_classes
-from .data.source import class_index, resolve_tree
+from .data.source import class_index, dataset_for, resolve_tree
+from .datasets import Dataset
 from .episodes import EpisodeSpec
 from .errors import InputError, TrainingDiverged
 from .preprocess import ImageLoader, build_episode
@@ -70,12 +70,13 @@ def schedule_optimizer(parameters, schedule):
     return optimizer, scheduler
 
 
-def training_pools(protocol: Protocol, index, fold: int, shot: int) -> dict[int, list[str]]:
+def training_pools(protocol: Protocol, index, fold: int, shot: int, dataset: Dataset | None = None) -> dict[int, list[str]]:
     """Base-class image pools. Novel-class pixels of kept images are background in 1-way binary
     masks anyway (PANet's relabelling); with `novel_in_training = "drop"` such images are dropped."""
-    novel = set(fold_test_classes(fold))
+    dataset = dataset or dataset_for(protocol)
+    novel = set(dataset.fold_test_classes(fold))
     pools = {}
-    for class_id in fold_train_classes(fold):
+    for class_id in dataset.fold_train_classes(fold):
         pool = index.images_with(class_id, protocol.min_fg_pixels)
         if protocol.novel_in_training == "drop":
             pool = [i for i in pool if not novel & set(index.pixels[i])]
@@ -121,7 +122,8 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
         method.initialise(seed)
     method = method.to(device)
     tree = resolve_tree(protocol, data_root, results_dir)
-    pools = training_pools(protocol, class_index(tree, protocol.train_split, results_dir), fold, shot)
+    pools = training_pools(protocol, class_index(tree, protocol.train_split, results_dir), fold, shot,
+                           dataset_for(protocol, tree))
     load = ImageLoader(tree, protocol)
 
     optimizer, scheduler = (method.training_optimizer(schedule) if hasattr(method, "training_optimizer")

@@ -30,7 +30,7 @@ def seeded(synthetic_root, tmp_path_factory):
 def test_each_training_seed_is_its_own_model_and_checkpoint_folder(seeded):
     default = seeded / "checkpoints/synthetic5i/panet/fold0-shot1/final.pt"
     other = seeded / "checkpoints/synthetic5i/panet/fold0-shot1-train7/final.pt"
-    (state_a, meta_a), (state_b, meta_b) = read_checkpoint(default), read_checkpoint(other)
+    (_, meta_a), (_, meta_b) = read_checkpoint(default), read_checkpoint(other)
     assert (meta_a["train_seed"], meta_b["train_seed"]) == (1234, 7)
     assert meta_a["state_sha256"] != meta_b["state_sha256"]  # another episode order, another model
 

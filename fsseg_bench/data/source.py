@@ -1,4 +1,5 @@
-"""From a protocol to the data it reads: the VOC tree, its class index and its episode lists."""
+"""From a protocol to the data it reads: its dataset's tree (VOC, COCO or FSS-1000 layout), its
+class index and its episode lists."""
 
 from __future__ import annotations
 
@@ -6,30 +7,52 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..classes import fold_test_classes
+from ..datasets import LAYOUTS, PASCAL_VOC, Dataset, coco_dataset, fss1000_dataset, synthetic_dataset
 from ..episodes import (EpisodeSpec, check_pin, committed_episode_path, episodes_to_bytes, generate_episodes,
                         read_episode_list, sha256_bytes, write_episode_list)
 from ..errors import InputError
 from ..paths import DATA_ENV_VAR, default_data_root
 from ..protocol import Protocol, episode_key
 from .synthetic import SyntheticConfig, write_synthetic_tree
-from .voc import ClassIndex, VocTree, load_class_index, locate_voc, read_split, split_fingerprint
+from .voc import ClassIndex, load_class_index, locate_voc, read_split, split_fingerprint
 
 
 def synthetic_default_root(results_dir: Path) -> Path:
     return Path(results_dir) / "data" / "synthetic5i"
 
 
-def resolve_tree(protocol: Protocol, data_root: str | Path | None, results_dir: Path) -> VocTree:
+def locate_tree(dataset: str, root: str | Path):
+    """The tree of a dataset's layout under `root` (each locator accepts its folder or a parent)."""
+    from .coco import locate_coco
+    from .fss import locate_fss
+
+    return {"voc": locate_voc, "coco": locate_coco, "fss1000": locate_fss}[LAYOUTS[dataset]](root)
+
+
+def resolve_tree(protocol: Protocol, data_root: str | Path | None, results_dir: Path):
     """`--data-root`, else $FSSEG_BENCH_DATA (real data only); for `synthetic5i` the default tree is
     generated once."""
     root = Path(data_root) if data_root else (default_data_root() if protocol.dataset != "synthetic5i" else None)
     if root is None:
         if protocol.dataset != "synthetic5i":
-            raise InputError(f"protocol {protocol.name!r} reads PASCAL VOC: pass --data-root DIR or set {DATA_ENV_VAR}")
+            title = {"pascal-voc": "PASCAL VOC", "coco": "COCO 2014", "fss1000": "FSS-1000"}[protocol.dataset]
+            raise InputError(f"protocol {protocol.name!r} reads {title}: pass --data-root DIR or set {DATA_ENV_VAR}")
         root = synthetic_default_root(results_dir)
         write_synthetic_tree(root, SyntheticConfig())
-    return locate_voc(root)
+    return locate_tree(protocol.dataset, root)
+
+
+def dataset_for(protocol: Protocol, tree=None) -> Dataset:
+    """The protocol's dataset definition. FSS-1000's classes are its data's (the split files), so it
+    needs the tree."""
+    if protocol.dataset == "fss1000":
+        if tree is None:
+            raise InputError(f"protocol {protocol.name!r}: FSS-1000's classes come from its split files; "
+                             f"pass --data-root")
+        return fss1000_dataset(tree.class_names, tuple(tree.split_classes(protocol.split)))
+    if protocol.dataset == "coco":
+        return coco_dataset(protocol.split_scheme)
+    return synthetic_dataset() if protocol.dataset == "synthetic5i" else PASCAL_VOC
 
 
 def cache_dir(results_dir: Path) -> Path:
@@ -52,11 +75,11 @@ def one_look_at_the_data():
         _CHECKED = outer
 
 
-def class_index(tree: VocTree, split: str, results_dir: Path) -> ClassIndex:
+def class_index(tree, split: str, results_dir: Path) -> ClassIndex:
     """The split's class index, memoised in this process but re-checked against the files (one stat
     per file) on every call: a notebook, or a dask worker that outlives a command, never reads an
     index of data that has changed since."""
-    key = (str(tree.root), split, str(results_dir))
+    key = (tree.identity, split, str(results_dir))
     memo = _INDEXES.get(key)
     if memo is not None and _CHECKED is not None and key in _CHECKED:
         return memo
@@ -84,7 +107,7 @@ class ResolvedEpisodes:
     note: str | None = None
 
 
-def original_lists_path(protocol: Protocol, tree: VocTree, override: str | Path | None) -> Path | None:
+def original_lists_path(protocol: Protocol, tree, override: str | Path | None) -> Path | None:
     """--original-lists, else the protocol's `original_lists` (relative paths from the VOC2012 folder)."""
     if override:
         return Path(override)
@@ -94,7 +117,7 @@ def original_lists_path(protocol: Protocol, tree: VocTree, override: str | Path 
     return None
 
 
-def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, seed: int, results_dir: Path,
+def episode_list_for(protocol: Protocol, tree, fold: int, shot: int, seed: int, results_dir: Path,
                      original_lists: str | Path | None = None,
                      episode_list: str | Path | None = None) -> ResolvedEpisodes:
     """A custom list when one is given, else the committed list when the protocol ships one, else one
@@ -103,10 +126,11 @@ def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, se
     A pinned sha256 is checked for the protocol's own lists, so a run never silently uses other episodes.
     """
     index = class_index(tree, protocol.split, results_dir)
+    dataset = dataset_for(protocol, tree)
     if episode_list is not None:
         path = Path(episode_list)
         episodes, sha256 = read_episode_list(path)
-        check_custom_list(episodes, fold, shot, str(path))
+        check_custom_list(episodes, fold, shot, str(path), dataset)
         check_episode_ids(episodes, index, str(path))
         return ResolvedEpisodes(episodes, sha256, path, {"kind": "custom", "path": str(path.resolve())})
     committed = committed_episode_path(protocol, fold, shot, seed)
@@ -116,7 +140,7 @@ def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, se
         check_episode_ids(episodes, index, str(committed))
         return ResolvedEpisodes(episodes, sha256, committed, {"kind": "committed"})
     drawn = generate_episodes(protocol, index, fold, shot, seed, tree=tree,
-                              original_lists=original_lists_path(protocol, tree, original_lists))
+                              original_lists=original_lists_path(protocol, tree, original_lists), dataset=dataset)
     path = generated_episode_path(results_dir, protocol, fold, shot, seed)
     check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(drawn.episodes)), str(path))
     check_episode_ids(drawn.episodes, index, str(path))
@@ -129,9 +153,10 @@ def episode_list_for(protocol: Protocol, tree: VocTree, fold: int, shot: int, se
     return ResolvedEpisodes(drawn.episodes, sha256, frozen, {"kind": "generated", **drawn.source}, drawn.note)
 
 
-def check_custom_list(episodes: list[EpisodeSpec], fold: int, shot: int, source: str) -> None:
+def check_custom_list(episodes: list[EpisodeSpec], fold: int, shot: int, source: str,
+                      dataset: Dataset = PASCAL_VOC) -> None:
     """A custom list must fit the cell it is run as: the fold's test classes and `shot` supports."""
-    classes = set(fold_test_classes(fold))
+    classes = set(dataset.fold_test_classes(fold))
     for episode in episodes:
         if episode.class_id not in classes:
             raise InputError(f"{source}: episode {episode.index} has class {episode.class_id}, not a test class of "

@@ -40,10 +40,10 @@ class SyntheticConfig:
     version: int = GENERATOR_VERSION
 
 
-def synthetic_class_name(class_id: int) -> str:
+def synthetic_class_name(class_id: int, family=None) -> str:
     """What a synthetic class looks like, e.g. `ellipse-stripes-h126` (shape, texture, hue in
     degrees): shape-texture pairs repeat across the 20 classes, the hue tells them apart."""
-    shape, texture, hue = class_family(class_id)
+    shape, texture, hue = (family or class_family)(class_id)
     return f"{shape}-{texture}-h{round(hue * 360)}"
 
 
@@ -54,6 +54,23 @@ def class_family(class_id: int) -> tuple[str, str, float]:
     texture = TEXTURES[(k + k // 5) % len(TEXTURES)]
     hue = ((7 * k) % NUM_CLASSES) / NUM_CLASSES
     return shape, texture, hue
+
+
+def family_for(num_classes: int):
+    """The appearance of classes 1..num_classes: `class_family` for the 20 of `synthetic5i`; for
+    more (the COCO and FSS-1000 stand-ins), the 20 shape-texture pairs repeated in hue bands, each
+    band's hues spread as `synthetic5i`'s are, so every class looks different from every other."""
+    if num_classes == NUM_CLASSES:
+        return class_family
+    bands = -(-num_classes // NUM_CLASSES)
+
+    def family(class_id: int) -> tuple[str, str, float]:
+        k = class_id - 1
+        shape, texture, _ = class_family(k % NUM_CLASSES + 1)
+        band, within = divmod(k, NUM_CLASSES)
+        hue = (((7 * within) % NUM_CLASSES) / NUM_CLASSES + band / (bands * NUM_CLASSES)) % 1.0
+        return shape, texture, hue
+    return family
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -100,8 +117,12 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray, period: float) -> np.nd
     raise ValueError(texture)
 
 
-def render_image(config: SyntheticConfig, number: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image uint8 [H,W,3] and class-index mask uint8 [H,W] (with 255 borders) of one image."""
+def render_image(config: SyntheticConfig, number: int, family=None, num_classes: int = NUM_CLASSES,
+                 only_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Image uint8 [H,W,3] and class-index mask uint8 [H,W] (with 255 borders) of one image: 1-3
+    objects of distinct classes among 1..num_classes, or one object of `only_class` (FSS-1000's
+    single-object images)."""
+    family = family or class_family
     rng = np.random.default_rng([config.seed, number])
     height = int(rng.integers(config.min_side, config.max_side + 1))
     width = int(rng.integers(config.min_side, config.max_side + 1))
@@ -130,10 +151,12 @@ def render_image(config: SyntheticConfig, number: int) -> tuple[np.ndarray, np.n
         image[blob] = _hsv_to_rgb(rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))
 
     n_objects = int(rng.integers(1, 4))
-    classes = rng.choice(np.arange(1, NUM_CLASSES + 1), size=n_objects, replace=False)
+    classes = rng.choice(np.arange(1, num_classes + 1), size=n_objects, replace=False)
+    if only_class is not None:
+        classes = [only_class]
     for class_id in classes:
-        shape, texture, hue = class_family(int(class_id))
-        u, v, _ = placement(0.16, 0.3)
+        shape, texture, hue = family(int(class_id))
+        u, v, _ = placement(0.16, 0.3) if only_class is None else placement(0.25, 0.38)
         region = _shape_mask(shape, u, v, rng.uniform(0.7, 1.3))
         if region.sum() < 16:
             continue

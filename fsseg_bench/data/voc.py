@@ -3,6 +3,12 @@
 Layout: `VOC2012/JPEGImages/<id>.jpg`, `VOC2012/SegmentationClassAug/<id>.png` (falling back to
 `SegmentationClass/`), `VOC2012/ImageSets/Segmentation/<split>.txt`. Masks hold a class index per
 pixel (0 background, 1..20 classes, 255 void), as a palette or a grayscale PNG.
+
+Every layout's tree (`VocTree` here, `coco.CocoTree`, `fss.FssTree`) offers the same few methods:
+`image_path`, `mask_path`, `split_ids(split)`, `split_source(split)` (the bytes a split's
+membership is read from), `read_label(id)` (uint8 class indices, 255 void), `label_value(class)`
+(the value a class takes in labels) and `class_pixels(id, label)`; `identity` names the tree in
+cache keys. The class index below and everything after it read trees only through them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from ..textfiles import read_utf8
 
 IGNORE = 255
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
-CLASS_INDEX_VERSION = 2  # 2: content sha256 of every image and mask
+CLASS_INDEX_VERSION = 3  # 2: content sha256 of every image and mask; 3: any layout's tree
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,33 @@ class VocTree:
     def list_path(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
 
+    num_classes = NUM_CLASSES
+
+    @property
+    def identity(self) -> str:
+        return f"{self.root.resolve()}|{self.mask_dir}"
+
+    def split_ids(self, split: str) -> list[str]:
+        return read_list_file(self.list_path(split), split)
+
+    def split_source(self, split: str) -> bytes:
+        return self.list_path(split).read_bytes()
+
+    def read_label(self, image_id: str) -> np.ndarray:
+        return read_mask(self.mask_path(image_id))
+
+    def label_value(self, class_id: int) -> int:
+        return class_id
+
+    def class_pixels(self, image_id: str, label: np.ndarray) -> dict[int, int]:
+        return class_pixels_by_value(label, self.num_classes)
+
+
+def class_pixels_by_value(label: np.ndarray, num_classes: int) -> dict[int, int]:
+    """{class: pixels} of a class-index label (classes 1..num_classes)."""
+    counts = np.bincount(label.ravel(), minlength=256)
+    return {c: int(counts[c]) for c in range(1, num_classes + 1) if counts[c]}
+
 
 def locate_voc(data_root: str | Path) -> VocTree:
     """Accept the VOC2012 folder itself or an ancestor holding `VOCdevkit/VOC2012` or `VOC2012`."""
@@ -57,8 +90,12 @@ def locate_voc(data_root: str | Path) -> VocTree:
     raise InputError(f"{data_root}: no JPEGImages/ in it, in VOC2012/ or in VOCdevkit/VOC2012/")
 
 
-def read_split(tree: VocTree, split: str) -> list[str]:
-    path = tree.list_path(split)
+def read_split(tree, split: str) -> list[str]:
+    """A split's image ids, from any layout's tree."""
+    return tree.split_ids(split)
+
+
+def read_list_file(path: Path, split: str) -> list[str]:
     text = read_utf8(path, f"image list for split {split!r}")
     ids, seen = [], {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -78,6 +115,11 @@ def read_split(tree: VocTree, split: str) -> list[str]:
 
 def read_mask(path: Path) -> np.ndarray:
     """Class-index mask as uint8 [H, W]; values checked to be 0..20 or 255."""
+    return read_class_mask(path, NUM_CLASSES)
+
+
+def read_class_mask(path: Path, num_classes: int) -> np.ndarray:
+    """Class-index mask as uint8 [H, W]; values checked to be 0..num_classes or 255."""
     if not path.is_file():
         raise InputError(f"{path}: mask not found")
     try:
@@ -89,16 +131,16 @@ def read_mask(path: Path) -> np.ndarray:
             mask = np.array(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: unreadable or corrupt PNG ({exc})") from None
-    check_mask_values(mask, path)
+    check_mask_values(mask, path, num_classes)
     return mask
 
 
-def check_mask_values(mask: np.ndarray, path: Path) -> np.ndarray:
-    """Raise unless every value is a class (0..20) or void (255); return the value histogram."""
+def check_mask_values(mask: np.ndarray, path: Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Raise unless every value is a class (0..num_classes) or void (255); return the value histogram."""
     counts = np.bincount(mask.ravel(), minlength=256)
-    bad = np.flatnonzero(counts[NUM_CLASSES + 1:IGNORE]) + NUM_CLASSES + 1
+    bad = np.flatnonzero(counts[num_classes + 1:IGNORE]) + num_classes + 1
     if bad.size:
-        raise InputError(f"{path}: mask value {int(bad[0])} outside 0..{NUM_CLASSES} and {IGNORE}")
+        raise InputError(f"{path}: mask value {int(bad[0])} outside 0..{num_classes} and {IGNORE}")
     return counts
 
 
@@ -125,10 +167,10 @@ def image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def read_pair(tree: VocTree, image_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """Image [H,W,3] and mask [H,W], checked to have the same size."""
+def read_pair(tree, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Image [H,W,3] and label [H,W], checked to have the same size."""
     image = read_image(tree.image_path(image_id))
-    mask = read_mask(tree.mask_path(image_id))
+    mask = tree.read_label(image_id)
     if image.shape[:2] != mask.shape:
         raise InputError(
             f"{tree.mask_path(image_id)}: mask size {mask.shape[1]}x{mask.shape[0]} != image size "
@@ -161,22 +203,22 @@ class ClassIndex:
         return sorted(c for c, n in self.pixels[image_id].items() if n >= threshold)
 
 
-def split_fingerprint(tree: VocTree, split: str, ids: list[str]) -> str:
-    """sha256 of the list file and of (size, mtime) of every mask and image it names.
+def split_fingerprint(tree, split: str, ids: list[str]) -> str:
+    """sha256 of the split's source (list file) and of (size, mtime) of every mask and image it names.
 
     Stat-based so that checking the cache costs a stat per file, not a decode; any rewrite of a
     mask changes its mtime and invalidates the index.
     """
     digest = hashlib.sha256()
-    digest.update(tree.list_path(split).read_bytes())
-    digest.update(f"{tree.root.resolve()}|{tree.mask_dir}|v{CLASS_INDEX_VERSION}\n".encode())
+    digest.update(tree.split_source(split))
+    digest.update(f"{tree.identity}|v{CLASS_INDEX_VERSION}\n".encode())
     for image_id in ids:
         for path in (tree.mask_path(image_id), tree.image_path(image_id)):
             try:
                 stat = path.stat()
             except FileNotFoundError:
                 kind = "mask" if path.suffix == ".png" else "image"
-                raise InputError(f"{path}: {kind} of image id {image_id!r} (listed in {tree.list_path(split)}) not found") from None
+                raise InputError(f"{path}: {kind} of image id {image_id!r} (in split {split!r}) not found") from None
             digest.update(f"{image_id}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -188,26 +230,25 @@ def _file_sha256(path: Path) -> str:
         raise InputError(f"{path}: unreadable ({exc.strerror})") from None
 
 
-def _scan_one(tree: VocTree, image_id: str) -> tuple[dict[int, int], tuple[str, str]]:
+def _scan_one(tree, image_id: str) -> tuple[dict[int, int], tuple[str, str]]:
     mask_path = tree.mask_path(image_id)
-    mask = read_mask(mask_path)
+    mask = tree.read_label(image_id)
     height, width = image_size(tree.image_path(image_id))
     if (height, width) != mask.shape:
         raise InputError(
             f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} != image size {width}x{height} "
             f"of {tree.image_path(image_id)}"
         )
-    counts = np.bincount(mask.ravel(), minlength=256)
     hashes = (_file_sha256(tree.image_path(image_id)), _file_sha256(mask_path))
-    return {c: int(counts[c]) for c in range(1, NUM_CLASSES + 1) if counts[c]}, hashes
+    return tree.class_pixels(image_id, mask), hashes
 
 
-def class_index_cache_path(cache_dir: Path, tree: VocTree, split: str) -> Path:
-    key = hashlib.sha256(f"{tree.root.resolve()}|{tree.mask_dir}|{split}".encode()).hexdigest()[:16]
+def class_index_cache_path(cache_dir: Path, tree, split: str) -> Path:
+    key = hashlib.sha256(f"{tree.identity}|{split}".encode()).hexdigest()[:16]
     return Path(cache_dir) / f"class-index-{split}-{key}.json"
 
 
-def load_class_index(tree: VocTree, split: str, cache_dir: Path | None, workers: int = 4) -> ClassIndex:
+def load_class_index(tree, split: str, cache_dir: Path | None, workers: int = 4) -> ClassIndex:
     """Scan a split once; later calls read the cache while the fingerprint still matches."""
     ids = read_split(tree, split)
     fingerprint = split_fingerprint(tree, split, ids)
@@ -228,7 +269,7 @@ def load_class_index(tree: VocTree, split: str, cache_dir: Path | None, workers:
     hashes = {image_id: files for image_id, (_, files) in zip(ids, scanned)}
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"version": CLASS_INDEX_VERSION, "voc_root": str(tree.root.resolve()), "split": split,
+        payload = {"version": CLASS_INDEX_VERSION, "tree": tree.identity, "split": split,
                    "fingerprint": fingerprint, "pixels": pixels, "file_sha256": hashes}
         tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(payload))

@@ -219,8 +219,7 @@ def _runs_section(records: pd.DataFrame, protocol: str, rows: list[str], out: Pa
 
 
 def _figures(records: pd.DataFrame, summary: pd.DataFrame, protocol: str, rows: list[str], out: Path) -> str:
-    from ..api import class_names_of
-    from ..data.voc import locate_voc
+    from ..api import class_names_of, tree_of
     from . import plots
 
     folder = out / "figures"
@@ -236,8 +235,7 @@ def _figures(records: pd.DataFrame, summary: pd.DataFrame, protocol: str, rows: 
     if records["shot"].nunique() > 1:
         made += [("1-shot vs 5-shot", plots.plot_shots(summary, folder / f"{protocol}-shots", rows))]
     try:
-        data_root = json.loads((Path(records["run_dir"].iloc[0]) / "run.json").read_text())["data_root"]
-        tree = locate_voc(data_root)
+        tree = tree_of(records)
         for shot in sorted(records["shot"].unique()):
             made += [(f"Qualitative, {shot}-shot", plots.plot_qualitative(records, folder / f"{protocol}-qualitative-{shot}shot",
                                                                           tree, int(shot), 3, rows, names))]

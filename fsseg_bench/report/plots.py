@@ -17,7 +17,6 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..classes import class_name, fold_test_classes  # noqa: E402
 from ..stats import DEFAULT_BOOTSTRAP_SEED, percentile_interval  # noqa: E402
 from .order import CANONICAL_ORDER  # noqa: E402
 
@@ -77,14 +76,15 @@ def plot_per_class(records: pd.DataFrame, out: Path, shot: int = 1, methods: lis
     fig, axes = plt.subplots(len(folds), 1, figsize=(COLUMN_WIDTH_IN, 1.45 * len(folds) + 0.4), sharey=True, squeeze=False)
     width = 0.8 / len(methods)
     for ax, fold in zip(axes[:, 0], folds):
-        classes = fold_test_classes(int(fold))
+        # The classes the fold's episodes test (any dataset: 5 for PASCAL-5i, 20 for COCO-20i).
+        classes = sorted(int(c) for c in records[(records.shot == shot) & (records.fold == fold)]["class_id"].unique())
         for k, method in enumerate(methods):
             rows = data[(data.method == method)].set_index("class_id").reindex(classes)
             x = np.arange(len(classes)) + (k - (len(methods) - 1) / 2) * width
             ax.bar(x, rows["iou"], width, color=colours[method], label=method, linewidth=0)
             ax.errorbar(x, rows["iou"], yerr=[rows["iou"] - rows["low"], rows["high"] - rows["iou"]], fmt="none",
                         ecolor="0.25", elinewidth=0.5, capsize=0)
-        ticks = [(names or {}).get(c) or class_name(c) for c in classes]
+        ticks = [(names or {}).get(c) or str(c) for c in classes]
         ax.set_xticks(np.arange(len(classes)), ticks, fontsize=5 if max(map(len, ticks)) > 12 else None)
         ax.set_ylabel(f"fold {fold} IoU (%)")
         ax.grid(axis="x", visible=False)
@@ -197,14 +197,15 @@ def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, epis
     for row, (fold, seed, index, dirs) in enumerate(saved):
         record = data[(data.fold == fold) & (data.seed == seed) & (data["index"] == index)].iloc[0]
         class_id = int(record["class_id"])
+        value = tree.label_value(class_id)  # the class's value in this layout's labels
         query_image, query_label = read_pair(tree, record["query"][0])
-        truth = _binary(query_label, class_id)
+        truth = _binary(query_label, value)
         # (title, image, filled mask or None, fill colour, outlined mask)
         panels = []
         for k, support_id in enumerate(list(record["support"])[:n_supports]):
             support_image, support_label = read_pair(tree, support_id)
             title = "support" if n_supports == 1 else f"support {k + 1}"
-            panels.append((title, support_image, None, None, _binary(support_label, class_id)))
+            panels.append((title, support_image, None, None, _binary(support_label, value)))
         panels.append(("query + truth", query_image, None, None, truth))
         for method in methods:
             prediction = np.array(Image.open(dirs[method] / f"{index:05d}.png"))
@@ -217,7 +218,7 @@ def plot_qualitative(records: pd.DataFrame, out: Path, tree, shot: int = 1, epis
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title if row == 0 else "", fontsize=6)
-        axes[row, 0].set_ylabel(f"{(names or {}).get(class_id) or class_name(class_id)}\nfold {fold} ep {index}",
+        axes[row, 0].set_ylabel(f"{(names or {}).get(class_id) or class_id}\nfold {fold} ep {index}",
                                 fontsize=6)
     fig.suptitle("outline: support mask / query ground truth; fill: each method's prediction", fontsize=6)
     fig.tight_layout(pad=0.3)

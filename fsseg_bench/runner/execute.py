@@ -20,7 +20,7 @@ from ..checkpoints import check_checkpoint, checkpoint_provenance
 from ..console import collected, silenced
 from ..data.png import write_mask_png
 from ..data.source import class_index, episode_list_for, resolve_tree
-from ..data.voc import ClassIndex, VocTree
+from ..data.voc import ClassIndex
 from ..episodes import EpisodeSpec
 from ..errors import InputError
 from ..fingerprints import code_fingerprint, data_fingerprint
@@ -143,7 +143,7 @@ class PreparedRun:
     """A request resolved against its protocol, data, episode list and checkpoint, all checked."""
 
     protocol: Protocol
-    tree: VocTree
+    tree: object  # the dataset layout's tree (data/voc.py, coco.py, fss.py)
     index: ClassIndex
     episodes: list[EpisodeSpec]
     list_sha256: str
@@ -245,7 +245,7 @@ def sample_indices(n_episodes: int, count: int) -> set[int]:
     return {int(i) for i in np.linspace(0, n_episodes - 1, min(count, n_episodes)).round()}
 
 
-def scoring_label(prepared: PreparedLabel, class_id: int, protocol) -> np.ndarray:
+def scoring_label(prepared: PreparedLabel, label_value: int, protocol) -> np.ndarray:
     """The query's binary label {0, 1, ignore} at the protocol's scoring resolution: the resized
     label, the original one, or (PFENet) the original padded with ignore to a square of its longer side."""
     if protocol.score_at == "resized":
@@ -256,7 +256,7 @@ def scoring_label(prepared: PreparedLabel, class_id: int, protocol) -> np.ndarra
         side = max(prepared.original_label.shape)
         label = np.full((side, side), protocol.ignore_index, dtype=np.uint8)
         label[:prepared.original_label.shape[0], :prepared.original_label.shape[1]] = prepared.original_label
-    binary = (label == class_id).astype(np.uint8)
+    binary = (label == label_value).astype(np.uint8)
     binary[label == protocol.ignore_index] = protocol.ignore_index
     return binary
 
@@ -418,7 +418,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "device": request.device, "threads": request.threads, "protocol_path": str(Path(protocol.path).resolve()),
         "episode_list_path": str(Path(prepared.list_path).resolve()), "episode_source": prepared.episode_source,
         "episode_list_custom": prepared.episode_source.get("kind") == "custom",
-        "data_root": str(prepared.tree.root.resolve()),
+        "data_root": str(prepared.tree.root.resolve()), "dataset": protocol.dataset,
         "data_split": protocol.split, "code_files": list(code_files), "code_fingerprint_from": code_how,
         "method_origin": prepared.entry.origin, "plugins": list(request.plugins), "row_label": request.row_label,
         "checkpoint": checkpoint["path"] if checkpoint else None, "checkpoint_provenance": checkpoint,
@@ -516,7 +516,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                     saved = prediction[:height, :width] if protocol.score_at == "original-square" else prediction
                     write_mask_png(directory / "predictions" / f"{spec.index:05d}.png", saved.numpy().astype(np.uint8))
                 predictions.append(prediction)
-                labels.append(scoring_label(queries[0], spec.class_id, protocol))
+                labels.append(scoring_label(queries[0], prepared.tree.label_value(spec.class_id), protocol))
             for spec, row in zip(chunk, score_batch(predictions, labels, protocol.ignore_index)):
                 record = {"index": spec.index, "class_id": spec.class_id, "query": list(spec.query),
                           "support": list(spec.support), **dict(zip(COUNT_COLUMNS, row.tolist())), "seconds": seconds}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.source import class_index
-from ..data.voc import locate_voc
+from ..data.source import locate_tree
 from ..episodes import read_episode_list
 from ..errors import InputError
 from ..fingerprints import code_fingerprint, data_fingerprint
@@ -53,7 +53,7 @@ def _data_stale(info: dict, results_dir: Path) -> str | None:
         if sha256 != info.get("episode_list_sha256"):
             return "data (episode list changed)"
         episodes = episodes[:info["n_episodes"]]
-        tree = locate_voc(info["data_root"])
+        tree = locate_tree(info.get("dataset") or "pascal-voc", info["data_root"])
         index = class_index(tree, info.get("data_split") or "", results_dir)
         ids = [i for spec in episodes for i in (*spec.query, *spec.support)]
         if any(i not in index.file_sha256 for i in ids):

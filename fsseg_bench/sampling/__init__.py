@@ -13,20 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..data.voc import ClassIndex, VocTree
+from ..data.voc import ClassIndex
+from ..datasets import PASCAL_VOC, Dataset
 from ..errors import InputError
 
 
 @dataclass(frozen=True)
 class SamplingInput:
     index: ClassIndex             # class presence (pixels per class) of the protocol's split
-    tree: VocTree | None          # the data tree: where PANet's class lists live (None: derive pools)
+    tree: object | None           # the data tree: where PANet's class lists live (None: derive pools)
     fold: int
     shot: int
     seed: int
     n_episodes: int
     min_fg_pixels: int = 0
     original_lists: Path | None = None  # a folder (or file) holding an original codebase's lists
+    dataset: Dataset = PASCAL_VOC       # its classes and folds
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import class_name, fold_test_classes
-from ..data.voc import ClassIndex
 from ..episodes import EpisodeSpec
 from ..errors import InputError
 from . import SampledEpisodes, SamplingInput, register_sampler
@@ -26,13 +24,14 @@ def episode_rng(seed: int, fold: int, shot: int) -> np.random.Generator:
     return np.random.default_rng([seed, fold, shot])
 
 
-def class_pools(index: ClassIndex, fold: int, shot: int, min_fg_pixels: int) -> dict[int, list[str]]:
+def class_pools(inputs: SamplingInput) -> dict[int, list[str]]:
+    index, shot, min_fg_pixels = inputs.index, inputs.shot, inputs.min_fg_pixels
     pools = {}
-    for class_id in fold_test_classes(fold):
+    for class_id in inputs.dataset.fold_test_classes(inputs.fold):
         pool = index.images_with(class_id, min_fg_pixels)
         if len(pool) < shot + 1:
             raise InputError(
-                f"class {class_id} ({class_name(class_id)}): {len(pool)} images in split {index.split!r} with "
+                f"class {class_id} ({inputs.dataset.class_name(class_id)}): {len(pool)} images in split {index.split!r} with "
                 f">= {max(1, min_fg_pixels)} pixels of it; expected at least shots + 1 = {shot + 1}"
             )
         pools[class_id] = pool
@@ -51,7 +50,7 @@ def _source(name: str) -> dict:
 
 @register_sampler("class-uniform")
 def class_uniform(inputs: SamplingInput) -> SampledEpisodes:
-    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    pools = class_pools(inputs)
     classes = sorted(pools)
     rng = episode_rng(inputs.seed, inputs.fold, inputs.shot)
     episodes = []
@@ -81,13 +80,13 @@ def _present(inputs: SamplingInput, image_id: str, pools: dict) -> list[int]:
 
 @register_sampler("cycle-pairs")
 def cycle_pairs(inputs: SamplingInput) -> SampledEpisodes:
-    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    pools = class_pools(inputs)
     pairs = [(image_id, c) for image_id in inputs.index.ids for c in _present(inputs, image_id, pools)]
     return _walk(inputs, "cycle-pairs", pools, pairs, lambda rng, class_id: class_id)
 
 
 @register_sampler("walk-images")
 def walk_images(inputs: SamplingInput) -> SampledEpisodes:
-    pools = class_pools(inputs.index, inputs.fold, inputs.shot, inputs.min_fg_pixels)
+    pools = class_pools(inputs)
     walk = [(image_id, present) for image_id in inputs.index.ids if (present := _present(inputs, image_id, pools))]
     return _walk(inputs, "walk-images", pools, walk, lambda rng, present: present[int(rng.integers(len(present)))])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import class_name, fold_test_classes
+from ..datasets import PASCAL_VOC, Dataset
 from ..episodes import EpisodeSpec
 from ..errors import InputError
 from ..textfiles import read_utf8
@@ -27,11 +27,11 @@ from .original_lists import check_ids_in_split, file_record, find_list
 NAME = "hsnet-original"
 
 
-def read_pair_file(path, fold: int, index) -> list[tuple[str, int]]:
+def read_pair_file(path, fold: int, index, dataset: Dataset = PASCAL_VOC) -> list[tuple[str, int]]:
     """HSNet's reading: the text split at newlines with the last piece dropped (the empty one after
     the final newline), each line `<id>__<class>`."""
     text = read_utf8(path, "HSNet pair file")
-    classes = set(fold_test_classes(fold))
+    classes = set(dataset.fold_test_classes(fold))
     pairs = []
     for number, line in enumerate(text.split("\n")[:-1], start=1):
         image_id, separator, class_text = line.strip().partition("__")
@@ -52,9 +52,9 @@ def fold_pairs(inputs: SamplingInput) -> tuple[list[tuple[str, int]], dict, str 
     path = find_list(inputs.original_lists, [f"fold{fold}.txt", f"splits/pascal/val/fold{fold}.txt",
                                              f"data/splits/pascal/val/fold{fold}.txt"])
     if path is not None:
-        pairs = read_pair_file(path, fold, inputs.index)
+        pairs = read_pair_file(path, fold, inputs.index, inputs.dataset)
         return pairs, {"sampler": NAME, "lists": [file_record(path)], "derived": False}, None
-    classes = set(fold_test_classes(fold))
+    classes = set(inputs.dataset.fold_test_classes(fold))
     pairs = sorted((image_id, c) for image_id in inputs.index.ids
                    for c in inputs.index.classes_of(image_id, inputs.min_fg_pixels) if c in classes)
     note = (f"HSNet's pair files (data/splits/pascal/val/fold{fold}.txt) not given: pairs derived from split "
@@ -75,7 +75,7 @@ def hsnet_original(inputs: SamplingInput) -> SampledEpisodes:
         query, class_id = pairs[i % len(pairs)]
         pool = pools[class_id]
         if all(image_id == query for image_id in pool):  # HSNet would loop forever here
-            raise InputError(f"class {class_id} ({class_name(class_id)}): the only image of its pool is the "
+            raise InputError(f"class {class_id} ({inputs.dataset.class_name(class_id)}): the only image of its pool is the "
                              f"query {query!r}; expected at least one other image to draw supports from")
         supports = []
         while len(supports) < inputs.shot:

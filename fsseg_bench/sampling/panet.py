@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..classes import class_name, fold_test_classes
 from ..episodes import EpisodeSpec
 from ..errors import InputError
 from . import SampledEpisodes, SamplingInput, register_sampler
@@ -41,7 +40,7 @@ def class_list_path(inputs: SamplingInput, class_id: int):
 
 def class_pools(inputs: SamplingInput) -> tuple[dict[int, list[str]], dict, str | None]:
     """{class: ids in PANet's order}, the source record and a note when the lists were derived."""
-    classes = fold_test_classes(inputs.fold)
+    classes = inputs.dataset.fold_test_classes(inputs.fold)
     paths = {c: class_list_path(inputs, c) for c in classes}
     if all(path is not None for path in paths.values()):
         pools = {}
@@ -66,7 +65,7 @@ def panet_original(inputs: SamplingInput) -> SampledEpisodes:
     classes = sorted(pools)
     for c in classes:
         if len(pools[c]) < inputs.shot + 1:  # PANet's `sample` would raise here
-            raise InputError(f"class {c} ({class_name(c)}): {len(pools[c])} images in PANet's pool; expected at "
+            raise InputError(f"class {c} ({inputs.dataset.class_name(c)}): {len(pools[c])} images in PANet's pool; expected at "
                              f"least shots + 1 = {inputs.shot + 1}")
     rng = random.Random(inputs.seed)
     rng.choices(range(1), k=1)  # the query count per way, drawn once when PANet builds its dataset

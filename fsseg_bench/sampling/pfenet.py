@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-from ..classes import class_name, fold_test_classes
 from ..episodes import EpisodeSpec
 from ..errors import InputError
 from . import SampledEpisodes, SamplingInput, register_sampler
@@ -75,7 +74,7 @@ def _draw(rng: random.Random, inputs: SamplingInput, index: int, query: str, pre
     class_id = present[rng.randint(1, len(present)) - 1]
     pool = pools[class_id]
     if sum(image_id != query for image_id in pool) < inputs.shot:  # PFENet would loop forever here
-        raise InputError(f"class {class_id} ({class_name(class_id)}): {len(pool)} images with >= "
+        raise InputError(f"class {class_id} ({inputs.dataset.class_name(class_id)}): {len(pool)} images with >= "
                          f"{inputs.min_fg_pixels} pixels of it for query {query!r}; expected at least "
                          f"{inputs.shot} others to draw distinct supports from")
     chosen: list[int] = []
@@ -93,7 +92,7 @@ def _draw(rng: random.Random, inputs: SamplingInput, index: int, query: str, pre
 def pfenet_original(inputs: SamplingInput) -> SampledEpisodes:
     index = inputs.index
     walk, source, note = walk_list(inputs)
-    classes = fold_test_classes(inputs.fold)
+    classes = inputs.dataset.fold_test_classes(inputs.fold)
     threshold = max(1, inputs.min_fg_pixels)
     pools = {c: [i for i in walk if index.pixels[i].get(c, 0) >= threshold] for c in classes}
     items = [i for i in walk if any(index.pixels[i].get(c, 0) >= threshold for c in classes)]
