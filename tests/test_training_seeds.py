@@ -85,3 +85,12 @@ def test_bad_training_seed_values(seeded, synthetic_root, capsys):
                  "--method", "panet", "--fold", "0", "--shot", "1", "--train-seed", "99", "--limit", "4", "--quiet"])
     assert code == 2
     assert "train --method panet --fold 0 --shot 1 --seed 99" in capsys.readouterr().err
+
+
+def test_python_api_trains_one_model_per_training_seed(synthetic_root, tmp_path):
+    import fsseg_bench as fb
+
+    results = fb.train("synthetic5i", "panet", folds=[0], shots=[1], seeds=[5, 6], iterations=3, results=tmp_path,
+                       data_root=synthetic_root)
+    assert [r.checkpoint.parent.name for r in results] == ["fold0-shot1-train5", "fold0-shot1-train6"]
+    assert [read_checkpoint(r.checkpoint)[1]["train_seed"] for r in results] == [5, 6]
