@@ -167,7 +167,9 @@ def test_episode_lists_are_valid_for_each_dataset(request, tmp_path, protocol_na
         assert {spec.class_id for spec in episodes} == set(dataset.fold_test_classes(fold))
         for spec in episodes[:300]:
             images = (*spec.query, *spec.support)
-            assert len(set(images)) == 3
+            assert spec.query[0] not in spec.support
+            if not protocol.query_sampling.endswith("-original"):  # HSNet's own draws can repeat a support
+                assert len(set(images)) == 3
             assert all(spec.class_id in index.pixels[i] for i in images)
 
 
@@ -194,14 +196,17 @@ def test_run_and_table_on_the_fss_stand_in(fss_root, tmp_path, capsys):
     assert set(miou.index) == {"knn", "all-foreground"} and (miou > 0).all()
     records = [json.loads(line) for line in next((tmp_path / "runs" / "fss1000-hsnet" / "knn").glob("*/records.jsonl"))
                .read_text().splitlines()]
-    # HSNet's FSS-1000 convention: the test images in list order, each the query once.
+    # HSNet's FSS-1000 episodes: each test image the query once, classes sorted, file names sorted as strings.
     tree = locate_fss(fss_root)
-    assert [r["query"][0] for r in records] == tree.split_ids("test")[:12]
+    first, second = sorted(tree.split_classes("test"))[:2]
+    order = ["1", "10", "2", "3", "4", "5", "6", "7", "8", "9"]
+    assert [r["query"][0] for r in records] == [f"{first}/{k}" for k in order] + [f"{second}/1", f"{second}/10"]
+    assert all(s.split("/")[0] == r["query"][0].split("/")[0] and s != r["query"][0] for r in records for s in r["support"])
     # Class names come from the data; the qualitative figure reads the FSS layout's binary masks.
     from fsseg_bench.api import class_names_of, load_results
 
     names = class_names_of(load_results(tmp_path, "fss1000-hsnet"))
-    assert names[records[0]["class_id"]] == tree.split_classes("test")[0]
+    assert names[records[0]["class_id"]] == first
     assert main(["plot", "qualitative", "--results", str(tmp_path), "--out", str(tmp_path / "figures")]) == 0
     assert (tmp_path / "figures" / "qualitative-1shot.png").is_file()
 
@@ -211,3 +216,64 @@ def test_synth_writes_each_layout(tmp_path, capsys):
     assert (tmp_path / "fss" / "splits" / "fss" / "test.txt").is_file()
     assert main(["synth", "--layout", "coco", "--root", str(tmp_path / "coco"), "--images", "20"]) == 0
     assert len(list((tmp_path / "coco" / "COCO2014" / "val2014").glob("*.jpg"))) == 20
+
+
+def test_hsnet_coco_episodes_repeat_hsnets_draws(coco_root, tmp_path):
+    """An independent re-statement of HSNet's data/coco.py draws (numpy's global legacy generator,
+    np.random.choice over the class ids, then over the class's list in file order) against the
+    sampler reading the same lists from a pickle in HSNet's format."""
+    from fsseg_bench.data.source import resolve_tree
+
+    protocol = load_protocol("coco20i-hsnet")
+    tree = resolve_tree(protocol, coco_root, tmp_path)
+    index = class_index(tree, protocol.split, tmp_path)
+    shuffle = np.random.default_rng(1)
+    lists = {}
+    for class_id in range(1, 81):
+        names = [f"val2014/{i}.jpg" for i in index.images_with(class_id)]
+        lists[class_id - 1] = [names[j] for j in shuffle.permutation(len(names))]
+    folder = tmp_path / "hsnet_lists"
+    folder.mkdir()
+    with open(folder / "fold2.pkl", "wb") as handle:
+        pickle.dump(lists, handle)
+    resolved = episode_list_for(protocol, tree, 2, 5, 0, tmp_path, original_lists=folder)
+    assert resolved.source["derived"] is False and resolved.note is None
+    np.random.seed(0)
+    class_ids = [2 + 4 * v for v in range(20)]  # 0-based, as HSNet builds them
+    for episode in resolved.episodes[:100]:
+        class_sample = np.random.choice(class_ids, 1, replace=False)[0]
+        query = np.random.choice(lists[class_sample], 1, replace=False)[0]
+        supports = []
+        while True:
+            support = np.random.choice(lists[class_sample], 1, replace=False)[0]
+            if support != query:
+                supports.append(support)
+            if len(supports) == 5:
+                break
+        stem = lambda name: name.split("/")[1][:-4]  # noqa: E731
+        assert (episode.class_id, episode.query, episode.support) == (
+            class_sample + 1, (stem(query),), tuple(stem(s) for s in supports))
+    derived = episode_list_for(protocol, tree, 2, 1, 0, tmp_path / "derived")
+    assert derived.source["derived"] is True and "NOT HSNet's episodes" in derived.note
+
+
+def test_hsnet_fss_supports_repeat_hsnets_draws(fss_root, tmp_path):
+    """HSNet's data/fss.py re-stated: np.random.seed(0), then per episode choice(range(1, 11)) until
+    `shot` supports differ from the query (they may repeat)."""
+    from fsseg_bench.data.source import resolve_tree
+
+    protocol = load_protocol("fss1000-hsnet")
+    tree = resolve_tree(protocol, fss_root, tmp_path)
+    episodes = episode_list_for(protocol, tree, 0, 5, 0, tmp_path).episodes
+    np.random.seed(0)
+    for episode in episodes[:30]:
+        folder, query = episode.query[0].split("/")
+        supports = []
+        while True:
+            support = str(np.random.choice(range(1, 11), 1, replace=False)[0])
+            if support != query:
+                supports.append(f"{folder}/{support}")
+            if len(supports) == 5:
+                break
+        assert episode.support == tuple(supports)
+    assert any(len(set(e.support)) < 5 for e in episodes)  # repeats, as in HSNet's evaluation
