@@ -74,14 +74,20 @@ def hsnet_original(inputs: SamplingInput) -> SampledEpisodes:
     for i in range(inputs.n_episodes):
         query, class_id = pairs[i % len(pairs)]
         pool = pools[class_id]
-        if all(image_id == query for image_id in pool):  # HSNet would loop forever here
-            raise InputError(f"class {class_id} ({inputs.dataset.class_name(class_id)}): the only image of its pool is the "
-                             f"query {query!r}; expected at least one other image to draw supports from")
-        supports = []
-        while len(supports) < inputs.shot:
-            # choice(pool, 1, replace=False) draws a whole permutation of the pool: the same calls as HSNet.
-            drawn = pool[int(rng.choice(len(pool), 1, replace=False)[0])]
-            if drawn != query:
-                supports.append(drawn)
-        episodes.append(EpisodeSpec(i, class_id, (query,), tuple(supports)))
+        episodes.append(EpisodeSpec(i, class_id, (query,), hsnet_supports(rng, pool, query, inputs, class_id)))
     return SampledEpisodes(episodes, source, note)
+
+
+def hsnet_supports(rng: np.random.RandomState, pool: list[str], query: str, inputs: SamplingInput,
+                   class_id: int) -> tuple[str, ...]:
+    """HSNet's support loop: `choice(pool, 1, replace=False)` (a whole permutation of the pool per
+    draw, the same calls as HSNet's), a draw equal to the query dropped, until `shot` are kept."""
+    if all(image_id == query for image_id in pool):  # HSNet would loop forever here
+        raise InputError(f"class {class_id} ({inputs.dataset.class_name(class_id)}): the only image of its pool is the "
+                         f"query {query!r}; expected at least one other image to draw supports from")
+    supports = []
+    while len(supports) < inputs.shot:
+        drawn = pool[int(rng.choice(len(pool), 1, replace=False)[0])]
+        if drawn != query:
+            supports.append(drawn)
+    return tuple(supports)

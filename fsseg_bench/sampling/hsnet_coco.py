@@ -23,6 +23,7 @@ from ..data.coco import read_class_lists
 from ..episodes import EpisodeSpec
 from ..errors import InputError
 from . import SampledEpisodes, SamplingInput, register_sampler
+from .hsnet import hsnet_supports
 from .original_lists import check_ids_in_split, file_record, find_list
 
 NAME = "hsnet-coco-original"
@@ -62,13 +63,5 @@ def hsnet_coco_original(inputs: SamplingInput) -> SampledEpisodes:
         class_id = class_ids[int(rng.choice(len(class_ids), 1, replace=False)[0])]
         pool = lists[class_id]
         query = pool[int(rng.choice(len(pool), 1, replace=False)[0])]
-        if all(image_id == query for image_id in pool):  # HSNet would loop forever here
-            raise InputError(f"class {class_id} ({inputs.dataset.class_name(class_id)}): the only image of its list "
-                             f"is the query {query!r}; expected at least one other image to draw supports from")
-        supports = []
-        while len(supports) < inputs.shot:
-            drawn = pool[int(rng.choice(len(pool), 1, replace=False)[0])]
-            if drawn != query:
-                supports.append(drawn)
-        episodes.append(EpisodeSpec(i, class_id, (query,), tuple(supports)))
+        episodes.append(EpisodeSpec(i, class_id, (query,), hsnet_supports(rng, pool, query, inputs, class_id)))
     return SampledEpisodes(episodes, source, note)
