@@ -193,7 +193,7 @@ def cmd_train(args) -> int:
                        progress=not args.quiet, train_seed=seed)
         resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
         print(f"{args.method} fold {fold} shot {shot} seed {seed}: {result.iterations} episodes{resumed}, "
-              f"{result.episodes_per_second:.1f} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
+              f"{result.episodes_per_second:.3g} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
               f" -> {sum(result.last_losses) / len(result.last_losses):.3f}; {result.checkpoint}")
     return 0
 
