@@ -1,14 +1,14 @@
 """`fsseg-bench prepare-coco`: HSNet-layout class-index masks from the official COCO 2014 instances.
 
 Reads `<coco>/annotations/instances_<split>.json` (split `train2014`, `val2014`) and writes
-`<coco>/annotations/<split>/<stem>.png` beside it: grayscale PNGs, 0 background, 1..80 the
+`<coco>/annotations/<split>/<stem>.png` beside it: class-index PNGs, 0 background, 1..80 the
 categories in ascending COCO category id (the order every COCO-20i codebase numbers them in), so
 `<coco>` becomes the `COCO2014/` folder the `coco` reader expects.
 
 Masks are decoded by pycocotools (the optional extra `.[coco]`): polygons, uncompressed and
-compressed RLE exactly as the official API and the codebases that made the distributed masks
-rasterise them. Re-deriving its polygon rasteriser bit for bit would be a second, unofficial
-implementation of a file format; the decoder earns its place.
+compressed RLE exactly as COCO's official API rasterises them. Re-deriving its polygon rasteriser
+bit for bit would be a second, unofficial implementation of a file format; the decoder earns its
+place.
 
 Overlaps: instances are painted largest first, so a smaller instance lying on a larger one (a cup
 on a table) keeps its pixels. Crowd annotations (`iscrowd = 1`) are painted last as 255 (void)
