@@ -45,7 +45,7 @@ def stratified_iqm(values, strata, resamples: int = DEFAULT_RESAMPLES,
 
 
 def iqm_table(run_values: pd.DataFrame, resamples: int = DEFAULT_RESAMPLES) -> pd.DataFrame:
-    """Per (method, shot): the IQM over (fold, seed) runs (values in %), stratified by fold (and
+    """Per (method, shot): the IQM over (fold, seed, training seed) runs (values in %), stratified by fold (and
     protocol when the frame has one)."""
     rows = []
     for (method, shot), group in run_values.groupby(["method", "shot"], sort=True):

@@ -3,7 +3,7 @@ no CDN: inline CSS, local PNG figures, a few lines of vanilla JS to sort tables 
 the same without JS).
 
 Per protocol: honesty warnings, the paper table (bold as in `table`), pairwise comparisons (paired
-difference, Holm-adjusted p, P(b > a)) as a matrix, IQM over (fold, seed) runs, figures (per class,
+difference, Holm-adjusted p, P(b > a)) as a matrix, IQM over (fold, seed, training seed) runs, figures (per class,
 shots, episode distributions, performance profiles, qualitative), and each method's runs with
 their provenance. Numbers are those of `table --format csv` (each cell carries its full-precision
 value in `data-value`).
