@@ -28,5 +28,7 @@ def class_names(dataset: "str | Dataset" = "pascal-voc") -> dict[int, str]:
     from .datasets import coco_dataset, synthetic_dataset
 
     if isinstance(dataset, str):
+        if dataset not in ("pascal-voc", "synthetic5i", "coco"):
+            raise ValueError(f"dataset {dataset!r}: its class names come from its data (pass a datasets.Dataset)")
         dataset = {"synthetic5i": synthetic_dataset, "coco": coco_dataset}.get(dataset, lambda: PASCAL_VOC)()
     return {c: dataset.class_name(c) for c in range(1, dataset.num_classes + 1)}

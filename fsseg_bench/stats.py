@@ -194,10 +194,10 @@ def _standard_error(sums: dict, products: dict, counts: np.ndarray, strata: Stra
     return np.sqrt(np.maximum(variance, 0.0))
 
 
-def _sums(columns: dict, strata: Strata, names, picks_of=None) -> tuple[dict, dict]:
-    """Per stratum sums of `names` and of their pairwise products, [R, n_strata]; `picks_of(j,
-    stratum)` gives the resampled rows [R, n] (none: the observed episodes, R = 1)."""
-    pairs = [(c, d) for i, c in enumerate(names) for d in names[i:]]
+def _sums(columns: dict, strata: Strata, names, picks_of=None, products: bool = True) -> tuple[dict, dict]:
+    """Per stratum sums of `names` and (with `products`) of their pairwise products, [R, n_strata];
+    `picks_of(j, stratum)` gives the resampled rows [R, n] (none: the observed episodes, R = 1)."""
+    pairs = [(c, d) for i, c in enumerate(names) for d in names[i:]] if products else []
     rows = [picks_of(j, s) if picks_of else s[None, :] for j, s in enumerate(strata.rows)]
     replicates = rows[0].shape[0] if rows else 1
     sums = {c: np.empty((replicates, len(rows))) for c in names}
@@ -211,9 +211,8 @@ def _sums(columns: dict, strata: Strata, names, picks_of=None) -> tuple[dict, di
 
 
 def observed(records: pd.DataFrame, metric: str) -> float:
-    columns = _episode_columns(records)
     strata = _strata(records)
-    sums = {c: np.array([[columns[c][r].sum() for r in strata.rows]]) for c in _SUM_COLUMNS}
+    sums, _ = _sums(_episode_columns(records), strata, _METRIC_COLUMNS.get(metric, _SUM_COLUMNS), products=False)
     return float(_metric_from_sums(sums, strata, metric)[0])
 
 
@@ -309,21 +308,15 @@ def bootstrap_replicates(records: pd.DataFrame, metric: str, resamples: int = DE
     replicates of (paired_with - records), both resampled with the same indices.
     """
     rng = rng or np.random.default_rng(DEFAULT_BOOTSTRAP_SEED)
-    columns = _episode_columns(records)
-    other = _episode_columns(paired_with) if paired_with is not None else None
     strata = _strata(records)
     needed = _METRIC_COLUMNS.get(metric, _SUM_COLUMNS)
-    sums = {c: np.empty((resamples, len(strata.rows))) for c in needed}
-    other_sums = {c: np.empty((resamples, len(strata.rows))) for c in needed} if other else None
-    picks_of = _shared_picks(strata, resamples, rng)
-    for j, stratum in enumerate(strata.rows):
-        picks = picks_of(j, stratum)
-        for c in needed:
-            sums[c][:, j] = columns[c][picks].sum(axis=1)
-            if other:
-                other_sums[c][:, j] = other[c][picks].sum(axis=1)
+    picks_of = _shared_picks(strata, resamples, rng)  # memoised draws: both methods get the same picks
+    sums, _ = _sums(_episode_columns(records), strata, needed, picks_of, products=False)
     values = _metric_from_sums(sums, strata, metric)
-    return _metric_from_sums(other_sums, strata, metric) - values if other else values
+    if paired_with is None:
+        return values
+    other_sums, _ = _sums(_episode_columns(paired_with), strata, needed, picks_of, products=False)
+    return _metric_from_sums(other_sums, strata, metric) - values
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
