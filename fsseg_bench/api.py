@@ -29,10 +29,12 @@ def run(protocol: str | Path = "synthetic5i", methods: str | list[str] = ("all-f
     skipped. `options` maps a method to its {option: value}; `checkpoints` a method to a file;
     `request_fields` are further `RunRequest` fields (force, allow_other_shot, row_label, ...).
     Raises `InputError` (one line) for bad input before any work."""
+    from .console import new_invocation
     from .protocol import load_protocol
     from .registry import get_entry, load_methods
     from .runner import execute, plan_runs
 
+    new_invocation()
     methods = [methods] if isinstance(methods, str) else list(methods)
     plugins = tuple(str(Path(p).resolve()) for p in plugins)
     load_methods(list(plugins))
@@ -75,7 +77,7 @@ def load_results(results: str | Path = DEFAULT_RESULTS_DIR, protocol: str | Path
     from .protocol import load_protocol
     from .results import load_results as load
 
-    return load(results, load_protocol(protocol).name, methods)
+    return load(results, load_protocol(protocol), methods)
 
 
 def summarise(records: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .contenthash import note_read
 from .errors import InputError
 
 
@@ -111,6 +112,7 @@ def _timm_cache_candidates(model: str) -> list[Path]:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
+    note_read("weights", path)  # identified by content in the run and the feature store
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

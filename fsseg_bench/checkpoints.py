@@ -8,17 +8,10 @@ from pathlib import Path
 
 import torch
 
+from .contenthash import file_sha256  # noqa: F401 (re-exported: callers hash checkpoints through here)
 from .errors import InputError
 
 CHECKPOINT_FORMAT = "fsseg-bench-checkpoint/1"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensors_sha256(state_dict: dict) -> str:
@@ -53,8 +46,27 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a state dict or an fsseg-bench checkpoint")
     if raw.get("format") == CHECKPOINT_FORMAT:
-        return raw["state_dict"], raw
-    return {key.removeprefix("module."): value for key, value in raw.items()}, None
+        state = raw.get("state_dict")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise InputError(f"{path}: an fsseg-bench checkpoint without a state dict of tensors")
+        recorded = raw.get("state_sha256")
+        if recorded is not None and tensors_sha256(state) != recorded:
+            raise InputError(f"{path}: its tensors do not match the state_sha256 it records ({str(recorded)[:12]}...): "
+                             f"the file was damaged or edited; retrain it or restore the original")
+        check_finite(state, path)
+        return state, raw
+    state = {key.removeprefix("module."): value for key, value in raw.items()}
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: expected a state dict of tensors (a value is not a tensor)")
+    check_finite(state, path)
+    return state, None
+
+
+def check_finite(state: dict, path) -> None:
+    """A NaN or infinite weight gives NaN scores at best and plausible wrong ones at worst."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{path}: tensor {key!r} holds NaN or infinite values; expected finite weights")
 
 
 def load_matching(module: torch.nn.Module, state: dict, source: str) -> None:
@@ -73,6 +85,7 @@ def load_matching(module: torch.nn.Module, state: dict, source: str) -> None:
 # --- provenance: which run a checkpoint may serve ---------------------------------------------
 
 PROVENANCE_KEYS = ("method", "protocol", "protocol_sha256", "dataset", "fold", "shot", "total_iterations", "config",
+                   "data_sha256", "code_sha256", "weights_sha256",
                    "train_seed")
 
 

@@ -7,6 +7,7 @@ becomes one line on stderr and exit code 2; `--debug` shows the traceback instea
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -310,12 +311,13 @@ def _protocol_of(args) -> str:
                      f"pass --protocol NAME")
 
 
-def _load_selected(results: Path, protocol_name: str, methods: list[str] | None = None):
+def _load_selected(results: Path, protocol_name: str, methods: list[str] | None = None, given: bool = True):
+    """The records of one protocol version: the given protocol's exact bytes (`--protocol`), or,
+    for a protocol inferred from the folder, its only version there (several: an error naming them)."""
     from .protocol import load_protocol
     from .results import load_results
 
-    protocol = load_protocol(protocol_name)
-    return load_results(results, protocol.name, methods)
+    return load_results(results, load_protocol(protocol_name) if given else protocol_name, methods)
 
 
 def _episode_list_cell(args, protocol) -> tuple[list[int], list[int], list[int]]:
@@ -374,8 +376,9 @@ def cmd_table(args) -> int:
         if len(pair) != 2 or not all(pair):
             raise InputError(f"--ablation {args.ablation!r}: expected BASE,VARIANT (e.g. panet-noalign,panet)")
         methods = pair
+    given = bool(args.protocol)
     args.protocol = _protocol_of(args)
-    records = _load_selected(args.results, args.protocol, methods)
+    records = _load_selected(args.results, args.protocol, methods, given)
     summary = summarise(records, resamples=args.resamples)
     miou_metric = args.miou or _protocol_miou(args.protocol)
     rows = row_order(summary["method"].unique(), methods)
@@ -398,7 +401,10 @@ def cmd_table(args) -> int:
 def _protocol_miou(protocol_name: str) -> str:
     from .protocol import load_protocol
 
-    return load_protocol(protocol_name).miou_metric
+    try:
+        return load_protocol(protocol_name).miou_metric
+    except InputError:  # a protocol file not at hand (a copied results folder): the class-pooled mIoU
+        return "miou"
 
 
 def cmd_compare(args) -> int:
@@ -408,7 +414,7 @@ def cmd_compare(args) -> int:
 
     if len(args.methods) < 2 or (len(args.methods) > 2 and len(set(args.methods)) != len(args.methods)):
         raise InputError(f"compare {' '.join(args.methods)}: expected two methods, or more without repeats")
-    records = _load_selected(args.results, _protocol_of(args), args.methods)
+    records = _load_selected(args.results, _protocol_of(args), args.methods, bool(args.protocol))
     pairs = pairwise(records, args.methods, args.metric, args.resamples)
     if len(args.methods) == 2:
         a, b = args.methods
@@ -437,7 +443,7 @@ def cmd_compare(args) -> int:
 def cmd_plot(args) -> int:
     from .api import plot
 
-    records = _load_selected(args.results, _protocol_of(args), args.method or None)
+    records = _load_selected(args.results, _protocol_of(args), args.method or None, bool(args.protocol))
     for path in plot(args.kind, records, args.out, args.shot, args.data_root, args.resamples):
         print(path)
     return 0
@@ -698,12 +704,24 @@ EXAMPLES = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .console import new_invocation
+
+    new_invocation()
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
         if args.debug:
             raise
         print(f"fsseg-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError) as exc:
+        # pathlib reports a symlink loop as RuntimeError (ELOOP as OSError elsewhere): a bad path given
+        # by the user, not a crash.
+        loop = isinstance(exc, OSError) and exc.errno == errno.ELOOP
+        if not (loop or str(exc).startswith("Symlink loop")) or args.debug:
+            raise
+        where = getattr(exc, "filename", None) or str(exc).removeprefix("Symlink loop from ")
+        print(f"fsseg-bench: error: {where}: a symbolic-link loop; expected a path that resolves", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
         if args.debug:

@@ -45,6 +45,11 @@ def warn(message: str) -> None:
         print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
+def new_invocation() -> None:
+    """A command (or an API call) starts: its warnings are said once each, again."""
+    _SAID.clear()
+
+
 @contextmanager
 def collected():
     """Collect the warnings of a block instead of printing them; yields the list."""

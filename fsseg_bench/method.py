@@ -20,6 +20,8 @@ Optional, each switched on by a class attribute:
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .episode import Episode
@@ -31,6 +33,8 @@ class Method:
     support_statistics: bool = False
     #: True when the encoder started from pretrained weights; None when the method has no encoder.
     pretrained: bool | None = None
+    #: Environment variables the method reads: their values enter its runs' identity.
+    environment: tuple[str, ...] = ()
 
     def __init__(self, **config):
         self.config = dict(config)
@@ -82,3 +86,15 @@ class Method:
             if isinstance(value, torch.nn.Module):
                 value.train()
         return self
+
+
+def method_environment(method) -> dict[str, str | None]:
+    """The values of the environment variables a method declares it reads (`environment = (...)`);
+    they enter its runs' identity. Reads it does not declare are not tracked."""
+    from .errors import InputError
+
+    names = getattr(method, "environment", ()) or ()
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"method {getattr(method, 'registry_name', type(method).__name__)!r}: `environment` must "
+                         f"be a tuple of variable names, got {names!r}")
+    return {name: os.environ.get(name) for name in sorted(set(names))}

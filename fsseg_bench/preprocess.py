@@ -129,21 +129,31 @@ def prepare_image(tree, image_id: str, protocol: Protocol) -> PreparedImage:
 
 class ImageLoader:
     """Prepared labels and images by id, each memoised in its own byte-bounded LRU: labels are small
-    and needed by every episode, images only to encode (or by methods without a frozen encoder)."""
+    and needed by every episode, images only to encode (or by methods without a frozen encoder).
 
-    def __init__(self, tree, protocol: Protocol, cache_mib: float = 256, label_cache_mib: float = 128):
+    Entries are keyed by the id and the files' content sha256 (`file_sha256`, the class index's
+    {id: (image sha256, mask sha256)}), so a loader that lives across calls never serves an image
+    or mask that has been edited since."""
+
+    def __init__(self, tree, protocol: Protocol, cache_mib: float = 256, label_cache_mib: float = 128,
+                 file_sha256: dict[str, tuple[str, str]] | None = None):
         self.tree, self.protocol = tree, protocol
         self.cache = LRUCache(int(cache_mib * 2**20))
         self.labels = LRUCache(int(label_cache_mib * 2**20))
+        self.file_sha256 = file_sha256
+
+    def _key(self, image_id: str) -> tuple:
+        return (image_id, self.file_sha256.get(image_id) if self.file_sha256 is not None else None)
 
     def label(self, image_id: str) -> PreparedLabel:
-        return self.labels.get_or_compute(image_id, lambda: prepare_label(self.tree, image_id, self.protocol))
+        return self.labels.get_or_compute(self._key(image_id), lambda: prepare_label(self.tree, image_id, self.protocol))
 
     def image(self, image_id: str, keep: bool = True) -> torch.Tensor:
         """The normalised image; `keep=False` for an image needed once (to encode it into a store)."""
-        if not keep and image_id not in self.cache:
+        key = self._key(image_id)
+        if not keep and key not in self.cache:
             return prepare_image_tensor(self.tree, image_id, self.protocol)
-        return self.cache.get_or_compute(image_id, lambda: prepare_image_tensor(self.tree, image_id, self.protocol))
+        return self.cache.get_or_compute(key, lambda: prepare_image_tensor(self.tree, image_id, self.protocol))
 
     def __call__(self, image_id: str) -> PreparedImage:
         label = self.label(image_id)

@@ -35,6 +35,10 @@ DATASETS = tuple(DATASET_FOLDS)  # pascal-voc, synthetic5i, coco, fss1000
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 PIN_KEY_PATTERN = re.compile(r"fold\d+-shot\d+-seed\d+")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+# Bounds that catch a typo before it allocates: a 4096-px side is 200 MB a float image; ten million
+# episodes is 10x the largest published protocol.
+MAX_IMAGE_SIDE = 4096
+MAX_EPISODES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,16 @@ def episode_key(fold: int, shot: int, seed: int) -> str:
 
 def list_protocols() -> list[str]:
     return sorted(p.stem for p in PROTOCOLS_DIR.glob("*.toml"))
+
+
+def builtin_protocol_sha256(name: str) -> str | None:
+    """sha256 of the bytes of the built-in protocol file of that name (None: no such file)."""
+    path = PROTOCOLS_DIR / f"{name}.toml"
+    if not NAME_PATTERN.fullmatch(name) or not path.is_file():
+        return None
+    from .contenthash import file_sha256
+
+    return file_sha256(path)
 
 
 def resolve_protocol_path(name_or_path: str | Path) -> Path:
@@ -163,6 +177,13 @@ def _int(source, raw, key, minimum=0, default=None):
     return value
 
 
+def _bounded_int(source, raw, key, minimum, maximum):
+    value = _int(source, raw, key, minimum=minimum)
+    if value > maximum:
+        raise _fail(source, key, f"an integer in {minimum}..{maximum}", value)
+    return value
+
+
 def _float(source, raw, key, default):
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -203,7 +224,7 @@ def _pins(source, raw) -> dict[str, str]:
     return dict(pins)
 
 
-def _int_list(source, raw, key, minimum=0, allowed=None, default=None, length=None):
+def _int_list(source, raw, key, minimum=0, allowed=None, default=None, length=None, maximum=None):
     if key not in raw:
         if default is None:
             raise InputError(f"{source}: missing required key {key!r}")
@@ -214,13 +235,16 @@ def _int_list(source, raw, key, minimum=0, allowed=None, default=None, length=No
     )
     if ok and allowed is not None:
         ok = all(v in allowed for v in value)
+    if ok and maximum is not None:
+        ok = all(v <= maximum for v in value)
     if ok and length is not None:
         ok = len(value) == length
     if ok and length is None:
         ok = len(set(value)) == len(value)
     if not ok:
         what = f"a list of {length} " if length else "a non-empty list of distinct "
-        what += f"integers >= {minimum}" if allowed is None else f"integers in {sorted(allowed)}"
+        what += (f"integers in {sorted(allowed)}" if allowed is not None else f"integers in {minimum}..{maximum}"
+                 if maximum is not None else f"integers >= {minimum}")
         raise _fail(source, key, what, value)
     return tuple(value)
 
@@ -243,10 +267,10 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         train_split=_str(source, raw, "train_split"),
         folds=_int_list(source, raw, "folds", allowed=set(range(DATASET_FOLDS.get(raw.get("dataset"), 4)))),
         shots=_int_list(source, raw, "shots", minimum=1),
-        episodes=_int(source, raw, "episodes", minimum=1),
+        episodes=_bounded_int(source, raw, "episodes", 1, MAX_EPISODES),
         seeds=_int_list(source, raw, "seeds"),
         query_sampling=_str(source, raw, "query_sampling", query_sampling_modes()),
-        image_size=_int_list(source, raw, "image_size", minimum=8, length=2),
+        image_size=_int_list(source, raw, "image_size", minimum=8, length=2, maximum=MAX_IMAGE_SIDE),
         score_at=_str(source, raw, "score_at", SCORE_AT),
         min_fg_pixels=_int(source, raw, "min_fg_pixels", default=0),
         ignore_index=ignore_index,

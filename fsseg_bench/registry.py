@@ -9,6 +9,7 @@ duplicate name is reported with both origins.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import inspect
 import re
@@ -18,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from .contenthash import file_sha256
 from .errors import InputError
 from .paths import METHODS_DIR
 
@@ -35,7 +37,7 @@ class MethodEntry:
 
 
 _REGISTRY: dict[str, MethodEntry] = {}
-_LOADED_SOURCES: set[str] = set()
+_LOADED_SOURCES: dict[str, str] = {}  # plugin path (or scan key) -> content sha256
 _current_origin: list[str] = []  # set while a plugin file or entry point is being imported
 
 
@@ -58,7 +60,14 @@ def register_method(name: str, description: str = "", trainable: bool | None = N
     def decorator(factory: Callable) -> Callable:
         origin = _origin_of(factory)
         if name in _REGISTRY:
-            raise InputError(f"method {name!r} registered twice: by {_REGISTRY[name].origin} and by {origin}")
+            previous = _REGISTRY[name]
+            if getattr(factory, "__module__", None) == "__main__" and previous.factory.__module__ == "__main__":
+                # A notebook cell or script run again: the new definition replaces the old one.
+                from .console import warn
+
+                warn(f"method {name!r} registered again from __main__: the new definition replaces the old one")
+            elif previous.origin != origin:  # the same plugin file re-imported after an edit replaces itself
+                raise InputError(f"method {name!r} registered twice: by {previous.origin} and by {origin}")
         is_trainable = trainable if trainable is not None else bool(getattr(factory, "trainable", False))
         text = description or (inspect.getdoc(factory) or "").split("\n")[0]
         _REGISTRY[name] = MethodEntry(name, factory, text, origin, is_trainable)
@@ -68,21 +77,48 @@ def register_method(name: str, description: str = "", trainable: bool | None = N
 
 
 def load_plugin_file(path: str | Path, kind: str = "plugin") -> None:
+    """Import a plugin file once per content: a file edited since it was imported is imported again
+    (its methods replace their old definitions), so a long-lived process never runs stale code.
+    The file's folder is appended to sys.path, so the plugin can import the modules beside it."""
     path = Path(path).resolve()
-    if str(path) in _LOADED_SOURCES:
-        return
     if not path.is_file() or path.suffix != ".py":
         raise InputError(f"{path}: plugin file not found (expected a .py file)")
-    _LOADED_SOURCES.add(str(path))
-    module_name = f"fsseg_bench_plugins.{kind}_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    content = file_sha256(path)
+    if _LOADED_SOURCES.get(str(path)) == content:
+        return
+    where = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    module_name = f"fsseg_bench_plugins.{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{where}_{content[:12]}"
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     _current_origin.append(f"{kind} {path}")
     try:
         spec.loader.exec_module(module)
+    except InputError:
+        sys.modules.pop(module_name, None)
+        raise
+    except BaseException as exc:  # a plugin that fails to import is bad input, said in one line
+        sys.modules.pop(module_name, None)
+        where = _plugin_line(exc, path)
+        raise InputError(f"{path}{where}: the plugin failed to import ({type(exc).__name__}: {exc})") from None
     finally:
         _current_origin.pop()
+    _LOADED_SOURCES[str(path)] = content
+
+
+def _plugin_line(exc: BaseException, path: Path) -> str:
+    """':LINE' of the deepest frame of the plugin file in the traceback, for the one-line error."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f":{exc.lineno}"
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path:
+            line = f":{tb.tb_lineno}"
+        tb = tb.tb_next
+    return line
 
 
 def load_builtin_methods() -> None:
@@ -96,12 +132,12 @@ def load_entry_points() -> None:
     scan_key = f"entry-points-scanned:{len(sys.path)}:{hash(tuple(sys.path))}"
     if scan_key in _LOADED_SOURCES:
         return
-    _LOADED_SOURCES.add(scan_key)
+    _LOADED_SOURCES[scan_key] = ""
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"entry-point:{entry_point.value}"
         if key in _LOADED_SOURCES:
             continue
-        _LOADED_SOURCES.add(key)
+        _LOADED_SOURCES[key] = ""
         _current_origin.append(f"entry point {entry_point.name} = {entry_point.value}")
         try:
             loaded = entry_point.load()

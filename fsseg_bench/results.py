@@ -52,6 +52,10 @@ class RunInfo:
     row_label: str | None = None
     custom_episodes: bool = False  # run on a list given with --episode-list, not the protocol's own
     train_seed: int | None = None  # the trained model's training seed (None: not trained, or an external checkpoint)
+    protocol_sha256: str = ""      # the protocol file's bytes: two versions of one name never share a table
+    protocol_path: str = ""
+    records_sha256: str | None = None
+    code_closure: tuple = ()       # the modules the run loaded (name, path, sha256), re-hashed to warn of stale rows
     label: str = ""  # the table row this run belongs to (set by select_runs)
 
     @property
@@ -85,7 +89,9 @@ def run_info_from_json(path: Path, info: dict) -> RunInfo:
                    info.get("finished", ""), info.get("method_config") or {}, info.get("code_sha256"),
                    info.get("data_sha256"), info.get("checkpoint_sha256"),
                    _checkpoint_recipe(info.get("checkpoint_provenance")), bool(info.get("checkpoint_other_shot")),
-                   info.get("row_label"), bool(info.get("episode_list_custom")), info.get("train_seed"))
+                   info.get("row_label"), bool(info.get("episode_list_custom")), info.get("train_seed"),
+                   info.get("protocol_sha256") or "", info.get("protocol_path") or "", info.get("records_sha256"),
+                   tuple(json.dumps(entry, sort_keys=True) for entry in info.get("code_closure") or []))
 
 
 def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunInfo]:
@@ -219,15 +225,23 @@ def load_records(runs: list[RunInfo], warn: Callable[[str], None] = _stderr) -> 
     it); `method_name` the registered name. A damaged run is reported through `warn` and left out.
     """
     frames = []
+    stale = stale_runs(runs)
+    if stale:
+        names = sorted({name for _, changed in stale for name in changed})
+        warn(f"{len(stale)} run(s) were computed with code that has changed since ({', '.join(names[:4])}"
+             f"{' ...' if len(names) > 4 else ''}); rerun the same `fsseg-bench run` command to recompute them "
+             f"(`fsseg-bench runs` lists them)")
     for run in runs:
         scan = scan_records(run.path)
         problem = scan.verify(run.n_episodes)
+        if problem is None and run.records_sha256 is not None and records_file_sha256(run.path) != run.records_sha256:
+            problem = "its records differ from the checksum run.json recorded"
         if problem:
             warn(f"{run.path / RECORDS}: damaged ({problem}); run left out (rerun the same `fsseg-bench run` "
                  f"command to recompute it)")
             continue
         frame = pd.DataFrame(scan.records)
-        frame = frame.assign(protocol=run.protocol, method=run.label or run.method, method_name=run.method,
+        frame = frame.assign(protocol=run.protocol, protocol_sha256=run.protocol_sha256, method=run.label or run.method, method_name=run.method,
                              fold=run.fold, shot=run.shot, seed=run.seed,
                              train_seed=NO_TRAIN_SEED if run.train_seed is None else run.train_seed, limit=run.limit, pretrained=run.pretrained,
                              other_shot=run.other_shot, run_dir=str(run.path))
@@ -237,10 +251,65 @@ def load_records(runs: list[RunInfo], warn: Callable[[str], None] = _stderr) -> 
     return pd.concat(frames, ignore_index=True)
 
 
-def load_results(results_dir: str | Path, protocol: str, methods: list[str] | None = None,
-                 warn: Callable[[str], None] = _stderr) -> pd.DataFrame:
-    """The verified records of one protocol's selected runs (what tables, comparisons and plots read)."""
-    runs = find_runs(results_dir, protocol)
+def records_file_sha256(run_path: Path) -> str | None:
+    path = Path(run_path) / RECORDS
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def stale_runs(runs: list[RunInfo]) -> list[tuple[RunInfo, list[str]]]:
+    """Runs whose recorded code closure no longer matches the files (each file hashed once)."""
+    from .fingerprints import closure_changes
+
+    verdicts: dict[str, bool] = {}
+    stale = []
+    for run in runs:
+        changed = []
+        for text in run.code_closure:
+            if text not in verdicts:
+                verdicts[text] = not closure_changes([json.loads(text)])
+            if not verdicts[text]:
+                changed.append(json.loads(text).get("name", "?"))
+        if changed:
+            stale.append((run, changed))
+    return stale
+
+
+def protocol_versions(runs: list[RunInfo]) -> dict[str, list[RunInfo]]:
+    """{protocol sha256: runs}: the versions of one protocol name among these runs."""
+    versions: dict[str, list[RunInfo]] = {}
+    for run in runs:
+        versions.setdefault(run.protocol_sha256, []).append(run)
+    return versions
+
+
+def one_protocol_version(runs: list[RunInfo], protocol: str, protocol_sha256: str | None,
+                         warn: Callable[[str], None] = _stderr) -> list[RunInfo]:
+    """The runs of one version of the protocol: of `protocol_sha256` when given (runs of other
+    versions are left out, with one warning), else of the only version present; several versions
+    and none chosen is an error naming their files, never one table of mixed versions."""
+    versions = protocol_versions(runs)
+    if protocol_sha256 is not None:
+        others = sum(len(v) for sha, v in versions.items() if sha != protocol_sha256)
+        if others:
+            warn(f"{others} run(s) of another version of protocol {protocol!r} (other file bytes) left out")
+        return versions.get(protocol_sha256, [])
+    if len(versions) > 1:
+        files = "; ".join(f"{v[0].protocol_path or '?'} (sha256 {sha[:12]}..., {len(v)} runs)"
+                          for sha, v in sorted(versions.items()))
+        raise InputError(f"runs of {len(versions)} versions of protocol {protocol!r} share this results folder: "
+                         f"{files}; pass --protocol FILE to choose one")
+    return runs
+
+
+def load_results(results_dir: str | Path, protocol, methods: list[str] | None = None,
+                 warn: Callable[[str], None] = _stderr, protocol_sha256: str | None = None) -> pd.DataFrame:
+    """The verified records of one protocol's selected runs (what tables, comparisons and plots read).
+    `protocol`: a `Protocol` (only runs of its exact bytes) or a name (an error when the folder
+    holds runs of several versions of it)."""
+    name = protocol if isinstance(protocol, str) else protocol.name
+    sha256 = protocol_sha256 if isinstance(protocol, str) else protocol.file_sha256
+    protocol = name
+    runs = one_protocol_version(find_runs(results_dir, protocol), protocol, sha256, warn)
     if not runs:
         present = protocols_present(results_dir)
         raise InputError(f"no complete runs of protocol {protocol!r} under {Path(results_dir) / 'runs'}"

@@ -14,7 +14,9 @@ show the spread over trained models apart from the spread over episodes.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ from .console import interactive
 
 from . import __version__
 from .checkpoints import file_sha256, read_checkpoint, save_checkpoint, tensors_sha256
+from .contenthash import reads_identity, recording_reads
+from .method import method_environment
+from .fingerprints import closure_changes, code_fingerprint, data_fingerprint, loaded_closure, source_sha256
 from .data.source import class_index, dataset_for, resolve_tree
 from .datasets import Dataset
 from .episodes import EpisodeSpec
@@ -98,6 +103,48 @@ def training_episode(pools: dict[int, list[str]], seed: int, fold: int, shot: in
     return EpisodeSpec(iteration, class_id, (pool[picked[-1]],), tuple(pool[i] for i in picked[:-1])), flips
 
 
+# What a checkpoint was trained from, by content: reuse (final.pt) and resume (last.pt) need all equal.
+IDENTITY_KEYS = ("method", "config", "protocol", "protocol_sha256", "dataset", "fold", "shot", "total_iterations",
+                 "train_seed", "data_sha256", "code_sha256", "weights_sha256", "environment")
+
+
+def training_identity(protocol: Protocol, method_name: str, method, fold: int, shot: int, total: int, seed: int,
+                      entry, index, pools: dict, reads: list) -> dict:
+    """The training's identity: the method, its options and code (the method's fingerprint and this
+    loop's own source), the weights it started from, the protocol's bytes, the training images and
+    masks by content, fold, shot, schedule length and training seed."""
+    code = hashlib.sha256(f"{code_fingerprint(entry.factory)[0]}|{source_sha256(__file__)}".encode()).hexdigest()
+    pool_ids = [image_id for pool in pools.values() for image_id in pool]
+    return {"method": method_name, "config": method.config, "protocol": protocol.name,
+            "protocol_sha256": protocol.file_sha256, "dataset": protocol.dataset, "fold": fold, "shot": shot,
+            "total_iterations": total, "train_seed": seed, "data_sha256": data_fingerprint(pool_ids, index.file_sha256),
+            "code_sha256": code, "weights_sha256": reads_identity(reads), "environment": method_environment(method)}
+
+
+def _identity_differs(saved: dict | None, identity: dict) -> str:
+    """'' when a saved checkpoint was trained from this identity (and the code it loaded is
+    unchanged), else the names of what differs."""
+    if saved is None:
+        return "provenance (a plain state dict)"
+    differs = [key for key in IDENTITY_KEYS if saved.get(key) != identity.get(key)]
+    if not differs and closure_changes(saved.get("code_closure")):
+        differs = ["loaded code"]
+    return ", ".join(differs)
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """Keep a checkpoint that no longer matches (runs may point at it by sha256), out of the way."""
+    from .console import warn
+
+    aside = path.parent / "superseded" / f"{path.stem}-{file_sha256(path)[:12]}{path.suffix}"
+    aside.parent.mkdir(exist_ok=True)
+    os.replace(path, aside)
+    companion = path.with_suffix(".json")
+    if companion.is_file():
+        os.replace(companion, aside.with_suffix(".json"))
+    warn(f"{path}: {why} (the old file is kept as {aside})")
+
+
 def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_root=None,
           results_dir: Path = Path("results"), method_options: dict | None = None,
           iterations: int | None = None, device: str = "cpu", progress: bool = True,
@@ -117,39 +164,41 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed {seed}: expected a training seed, an integer >= 0")
     options = {"backbone": protocol.backbone, **(method_options or {})}
-    method = create_method(method_name, **options)
+    with recording_reads() as reads:
+        method = create_method(method_name, **options)
     if hasattr(method, "initialise"):  # the training seed draws the randomly initialised trainable parts
         method.initialise(seed)
     method = method.to(device)
     tree = resolve_tree(protocol, data_root, results_dir)
-    pools = training_pools(protocol, class_index(tree, protocol.train_split, results_dir), fold, shot,
-                           dataset_for(protocol, tree))
-    load = ImageLoader(tree, protocol)
+    index = class_index(tree, protocol.train_split, results_dir)
+    pools = training_pools(protocol, index, fold, shot, dataset_for(protocol, tree))
+    load = ImageLoader(tree, protocol, file_sha256=index.file_sha256)
 
     optimizer, scheduler = (method.training_optimizer(schedule) if hasattr(method, "training_optimizer")
                             else schedule_optimizer(method.parameters(), schedule))
     out_dir = checkpoint_dir(results_dir, protocol, method_name, fold, shot, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, final_path = out_dir / "last.pt", out_dir / "final.pt"
-    identity = {"method": method_name, "config": method.config, "protocol": protocol.name,
-                "protocol_sha256": protocol.file_sha256, "dataset": protocol.dataset, "fold": fold, "shot": shot,
-                "total_iterations": total, "train_seed": seed}
+    identity = training_identity(protocol, method_name, method, fold, shot, total, seed, entry, index, pools, reads)
 
     if final_path.is_file():
         _, saved = read_checkpoint(final_path)
-        if saved is not None and {k: saved.get(k) for k in identity} == identity:
+        differs = _identity_differs(saved, identity)
+        if not differs:
             return TrainResult(final_path, total, total, 0.0, 0.0, saved["losses"][:20], saved["losses"][-20:])
+        _set_aside(final_path, f"its {differs} differ from this training's; training a new checkpoint")
 
     start, losses = 0, []
     if last_path.is_file():
         _, saved = read_checkpoint(last_path)
-        if saved is None or {k: saved.get(k) for k in identity} != identity:
-            raise InputError(f"{last_path}: an unfinished checkpoint of a different configuration; remove it or "
-                             f"pass another --results")
-        method.load_state_dict(saved["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        start, losses = saved["iteration"], saved["losses"]
+        differs = _identity_differs(saved, identity)
+        if differs:
+            _set_aside(last_path, f"an unfinished checkpoint whose {differs} differ; not resumed, training from the start")
+        else:
+            method.load_state_dict(saved["state_dict"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            start, losses = saved["iteration"], saved["losses"]
 
     def payload(iteration: int) -> dict:
         state = method.state_dict()
@@ -196,10 +245,10 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
     if end < total:
         save_checkpoint(last_path, payload(end))
         return TrainResult(last_path, end, start, seconds, done / max(seconds, 1e-9), losses[:20], losses[-20:])
-    final = payload(total)
+    final = payload(total) | {"code_closure": loaded_closure(entry.factory)}
     save_checkpoint(final_path, final)
     (out_dir / "final.json").write_text(json.dumps(
-        {k: v for k, v in final.items() if k not in ("state_dict", "optimizer", "scheduler", "losses")}
+        {k: v for k, v in final.items() if k not in ("state_dict", "optimizer", "scheduler", "losses", "code_closure")}
         | {"file_sha256": file_sha256(final_path), "seconds": seconds}, indent=1, default=str))
     last_path.unlink(missing_ok=True)
     return TrainResult(final_path, total, start, seconds, done / max(seconds, 1e-9), losses[:20], losses[-20:])

@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 
 from fsseg_bench.cli import main
@@ -108,9 +110,14 @@ def test_class_with_too_few_images(capsys, tiny_voc, tiny_protocol):
 
 def test_episode_id_missing_from_tree(tiny_voc, tmp_path, monkeypatch, tiny_protocol):
     import fsseg_bench.episodes as episodes_module
-    monkeypatch.setattr(episodes_module, "EPISODES_DIR", tmp_path / "committed")
+    import fsseg_bench.protocol as protocol_module
+    # A committed list belongs to a committed protocol's bytes: commit the tiny protocol and a list.
+    monkeypatch.setattr(episodes_module, "EPISODES_DIR", tmp_path / "committed" / "episodes")
+    monkeypatch.setattr(protocol_module, "PROTOCOLS_DIR", tmp_path / "committed")
+    (tmp_path / "committed").mkdir()
+    (tmp_path / "committed" / "tiny.toml").write_bytes(Path(tiny_protocol).read_bytes())
     protocol = load_protocol(tiny_protocol)
-    write_episode_list(tmp_path / "committed" / "tiny" / "fold0-shot1-seed5.jsonl",
+    write_episode_list(tmp_path / "committed" / "episodes" / "tiny" / "fold0-shot1-seed5.jsonl",
                        [EpisodeSpec(0, 1, ("img_a",), ("img_zz",))])
     from fsseg_bench.errors import InputError
     with pytest.raises(InputError, match="episode 0 names image id 'img_zz', which is not in split 'val'"):

@@ -28,7 +28,7 @@ from fsseg_bench.errors import InputError
 from fsseg_bench.preprocess import pfenet_content_size, resize_image, resize_label
 from fsseg_bench.protocol import load_protocol, parse_protocol
 from fsseg_bench.resample import cv2_bilinear, cv2_nearest, pil_nearest, torch_nearest
-from fsseg_bench.runner.execute import scoring_label, scoring_prediction
+from fsseg_bench.scoring import scoring_label, scoring_prediction
 from fsseg_bench.preprocess import PreparedLabel
 
 from helpers import block_mask, write_voc_tree

@@ -103,7 +103,7 @@ def test_caps_smaller_than_the_pool_give_identical_records(synthetic_root, tmp_p
     uncached = records_of(tmp_path / "uncached")
     assert len(uncached) == 8
     assert records_of(tmp_path / "tiny") == uncached == records_of(tmp_path / "default")
-    store = sum(p.stat().st_size for p in (tmp_path / "tiny" / "cache" / "features").rglob("*.npy"))
+    store = sum(p.stat().st_size for p in (tmp_path / "tiny" / "cache" / "features").rglob("*.fsf"))
     assert store <= 20 * 131200  # the cap held
     tiny_passes = sum(i["encoder_passes"] for i in run_infos(tmp_path / "tiny"))
     default_passes = sum(i["encoder_passes"] for i in run_infos(tmp_path / "default"))
@@ -163,7 +163,7 @@ def test_the_feature_store_is_lossless_atomic_and_capped(tmp_path):
     for sha in kept:
         assert torch.equal(store.get(("enc",), sha), values[sha])  # bitwise
     assert not list(tmp_path.rglob(".*tmp*"))
-    assert FeatureStore(tmp_path, 5 * entry).bytes == sum(p.stat().st_size for p in tmp_path.rglob("*.npy"))
+    assert FeatureStore(tmp_path, 5 * entry).bytes == sum(p.stat().st_size for p in tmp_path.rglob("*.fsf"))
     assert store.get(("other encoder",), f"{7:064x}") is None
 
 

@@ -469,11 +469,10 @@ def test_a_missing_data_root_is_one_line_not_one_per_run(tmp_path, monkeypatch):
     ([], "has no episodes"),
 ])
 def test_bad_episode_lists_are_refused(tiny_voc, tiny_protocol, tmp_path, capsys, monkeypatch, episodes, fragment):
-    import fsseg_bench.episodes as episodes_module
-    monkeypatch.setattr(episodes_module, "EPISODES_DIR", tmp_path / "committed")
-    write_episode_list(tmp_path / "committed" / "tiny" / "fold0-shot1-seed5.jsonl", episodes)
+    listed = tmp_path / "lists" / "fold0-shot1-seed5.jsonl"
+    write_episode_list(listed, episodes)
     code, _, err = tiny_run(capsys, tiny_voc, tiny_protocol, tmp_path / "results", "--method", "support-copy",
-                            "--seed", "5")
+                            "--seed", "5", "--fold", "0", "--shot", "1", "--episode-list", listed)
     one_line_error(code, err, "fold0-shot1-seed5.jsonl", fragment)
 
 

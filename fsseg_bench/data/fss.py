@@ -97,7 +97,7 @@ class FssTree:
         try:
             with Image.open(path) as img:
                 gray = np.array(img.convert("L"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{path}: unreadable or corrupt mask ({exc})") from None
         return (gray >= THRESHOLD).astype(np.uint8)
 

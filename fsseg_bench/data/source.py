@@ -14,7 +14,8 @@ from ..errors import InputError
 from ..paths import DATA_ENV_VAR, default_data_root
 from ..protocol import Protocol, episode_key
 from .synthetic import SyntheticConfig, write_synthetic_tree
-from .voc import ClassIndex, load_class_index, locate_voc, read_split, split_fingerprint
+from .voc import (ClassIndex, class_index_cache_path, load_class_index, locate_voc, read_split, save_class_index,
+                  split_fingerprint)
 
 
 def synthetic_default_root(results_dir: Path) -> Path:
@@ -60,19 +61,28 @@ def cache_dir(results_dir: Path) -> Path:
 
 
 _INDEXES: dict[tuple[str, str, str], ClassIndex] = {}
+_UNSAVED: set[tuple[str, str, str]] = set()  # indexes scanned while writes were deferred
 _CHECKED: set | None = None  # inside `one_look_at_the_data`: splits already checked against the files
+_WRITES_DEFERRED = False     # inside `one_look_at_the_data(write=False)`: nothing is written
 
 
 @contextmanager
-def one_look_at_the_data():
+def one_look_at_the_data(write: bool = True):
     """Within this block each split is checked against its files once (e.g. while every request of
-    a command is checked up front), not once per call."""
-    global _CHECKED
+    a command is checked up front), not once per call. With `write=False` nothing is written (no
+    class-index cache, no episode list): the up-front check of a command, so that bad input found
+    anywhere in it leaves the results folder as it was."""
+    global _CHECKED, _WRITES_DEFERRED
     outer, _CHECKED = _CHECKED, set() if _CHECKED is None else _CHECKED
+    outer_deferred, _WRITES_DEFERRED = _WRITES_DEFERRED, _WRITES_DEFERRED or not write
     try:
         yield
     finally:
-        _CHECKED = outer
+        _CHECKED, _WRITES_DEFERRED = outer, outer_deferred
+
+
+def writes_deferred() -> bool:
+    return _WRITES_DEFERRED
 
 
 def class_index(tree, split: str, results_dir: Path) -> ClassIndex:
@@ -81,12 +91,18 @@ def class_index(tree, split: str, results_dir: Path) -> ClassIndex:
     index of data that has changed since."""
     key = (tree.identity, split, str(results_dir))
     memo = _INDEXES.get(key)
-    if memo is not None and _CHECKED is not None and key in _CHECKED:
-        return memo
-    if memo is None or memo.fingerprint != split_fingerprint(tree, split, read_split(tree, split)):
-        _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir))
-    if _CHECKED is not None:
-        _CHECKED.add(key)
+    if memo is None or _CHECKED is None or key not in _CHECKED:
+        if memo is None or memo.fingerprint != split_fingerprint(tree, split, read_split(tree, split)):
+            _INDEXES[key] = load_class_index(tree, split, cache_dir(results_dir), persist=not _WRITES_DEFERRED)
+            if _WRITES_DEFERRED and not _INDEXES[key].from_cache:
+                _UNSAVED.add(key)
+            else:
+                _UNSAVED.discard(key)
+        if _CHECKED is not None:
+            _CHECKED.add(key)
+    if key in _UNSAVED and not _WRITES_DEFERRED:
+        save_class_index(_INDEXES[key], tree, class_index_cache_path(cache_dir(results_dir), tree, split))
+        _UNSAVED.discard(key)
     return _INDEXES[key]
 
 
@@ -134,7 +150,7 @@ def episode_list_for(protocol: Protocol, tree, fold: int, shot: int, seed: int, 
         check_episode_ids(episodes, index, str(path))
         return ResolvedEpisodes(episodes, sha256, path, {"kind": "custom", "path": str(path.resolve())})
     committed = committed_episode_path(protocol, fold, shot, seed)
-    if committed.is_file():
+    if committed.is_file() and is_committed_protocol(protocol):
         episodes, sha256 = read_episode_list(committed)
         check_pin(protocol, fold, shot, seed, sha256, str(committed))
         check_episode_ids(episodes, index, str(committed))
@@ -142,15 +158,27 @@ def episode_list_for(protocol: Protocol, tree, fold: int, shot: int, seed: int, 
     drawn = generate_episodes(protocol, index, fold, shot, seed, tree=tree,
                               original_lists=original_lists_path(protocol, tree, original_lists), dataset=dataset)
     path = generated_episode_path(results_dir, protocol, fold, shot, seed)
-    check_pin(protocol, fold, shot, seed, sha256_bytes(episodes_to_bytes(drawn.episodes)), str(path))
+    data = episodes_to_bytes(drawn.episodes)
+    sha256 = sha256_bytes(data)
+    check_pin(protocol, fold, shot, seed, sha256, str(path))
     check_episode_ids(drawn.episodes, index, str(path))
-    sha256 = write_episode_list(path, drawn.episodes)
     # `path` holds the latest list of this (fold, shot, seed); a run points at an immutable copy
-    # named by its sha256, since other original lists would give another list under the same name.
+    # named by its sha256, since other original lists (or another version of the protocol) give
+    # another list under the same name.
     frozen = path.parent / "sha256" / f"{sha256}.jsonl"
-    if not frozen.is_file():
-        write_episode_list(frozen, drawn.episodes)
+    if not _WRITES_DEFERRED:
+        write_episode_list(path, drawn.episodes)
+        if not frozen.is_file():
+            write_episode_list(frozen, drawn.episodes)
     return ResolvedEpisodes(drawn.episodes, sha256, frozen, {"kind": "generated", **drawn.source}, drawn.note)
+
+
+def is_committed_protocol(protocol: Protocol) -> bool:
+    """True when the protocol's bytes are the built-in file's of that name: committed episode lists
+    belong to those bytes, not to the name (a user's file called "synthetic5i" draws its own)."""
+    from ..protocol import builtin_protocol_sha256
+
+    return builtin_protocol_sha256(protocol.name) == protocol.file_sha256
 
 
 def check_custom_list(episodes: list[EpisodeSpec], fold: int, shot: int, source: str,

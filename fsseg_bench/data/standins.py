@@ -15,13 +15,13 @@ Each writer is idempotent: a complete tree written with the same settings is lef
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .manifest import manifest_matches, write_manifest
 from .png import write_mask_png
 from .synthetic import SyntheticConfig, family_for, render_image, synthetic_class_name
 
@@ -49,7 +49,7 @@ class FssStandIn:
 
 
 def _complete(manifest_path: Path, manifest: dict) -> bool:
-    return manifest_path.is_file() and json.loads(manifest_path.read_text()) == manifest
+    return manifest_matches(manifest_path, manifest)
 
 
 def write_coco_standin(root: str | Path, config: CocoStandIn = CocoStandIn()) -> Path:
@@ -70,7 +70,7 @@ def write_coco_standin(root: str | Path, config: CocoStandIn = CocoStandIn()) ->
             image, label = render_image(scene, number, family, config.num_classes)
             Image.fromarray(image).save(coco / split / f"{stem}.jpg", quality=92)
             write_mask_png(coco / "annotations" / split / f"{stem}.png", label)
-    manifest_path.write_text(json.dumps(manifest, indent=1))
+    write_manifest(manifest_path, manifest)
     return coco
 
 
@@ -107,5 +107,5 @@ def write_fss_standin(root: str | Path, config: FssStandIn = FssStandIn()) -> Pa
     (root / "splits" / "fss").mkdir(parents=True, exist_ok=True)
     for split, members in splits.items():
         (root / "splits" / "fss" / f"{split}.txt").write_text("\n".join(members) + "\n")
-    manifest_path.write_text(json.dumps(manifest, indent=1))
+    write_manifest(manifest_path, manifest)
     return fss

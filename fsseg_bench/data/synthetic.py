@@ -14,7 +14,6 @@ tree is deterministic and the masks (hence the episode lists) are identical on a
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..classes import NUM_CLASSES
+from .manifest import manifest_matches, write_manifest
 from .png import write_mask_png
 
 GENERATOR_VERSION = 1
@@ -194,7 +194,7 @@ def write_synthetic_tree(root: str | Path, config: SyntheticConfig = SyntheticCo
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     manifest_path = voc / "synthetic5i.json"
     manifest = {"generator": "synthetic5i", **asdict(config), "classes": [synthetic_class_name(c) for c in range(1, NUM_CLASSES + 1)]}
-    if manifest_path.is_file() and json.loads(manifest_path.read_text()) == manifest:
+    if manifest_matches(manifest_path, manifest):
         return voc
     for sub in ("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
@@ -209,5 +209,5 @@ def write_synthetic_tree(root: str | Path, config: SyntheticConfig = SyntheticCo
             ids.append(image_id)
         (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     # The manifest goes last: its presence means the tree is complete.
-    manifest_path.write_text(json.dumps(manifest, indent=1))
+    write_manifest(manifest_path, manifest)
     return voc

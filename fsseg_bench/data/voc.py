@@ -24,12 +24,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..classes import NUM_CLASSES
+from ..contenthash import stat_key
 from ..errors import InputError
 from ..textfiles import read_utf8
 
 IGNORE = 255
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
-CLASS_INDEX_VERSION = 3  # 2: content sha256 of every image and mask; 3: any layout's tree
+CLASS_INDEX_VERSION = 4  # 2: content sha256 of every image and mask; 3: any layout's tree; 4: stat keys
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def read_class_mask(path: Path, num_classes: int) -> np.ndarray:
             if img.mode not in ("P", "L"):
                 raise InputError(f"{path}: expected a palette (P) or grayscale (L) PNG, found mode {img.mode}")
             mask = np.array(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: unreadable or corrupt PNG ({exc})") from None
     check_mask_values(mask, path, num_classes)
     return mask
@@ -151,7 +152,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return np.array(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: unreadable or corrupt image ({exc})") from None
 
 
@@ -162,7 +163,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             width, height = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: unreadable or corrupt image ({exc})") from None
     return height, width
 
@@ -204,22 +205,27 @@ class ClassIndex:
 
 
 def split_fingerprint(tree, split: str, ids: list[str]) -> str:
-    """sha256 of the split's source (list file) and of (size, mtime) of every mask and image it names.
+    """sha256 of the split's source (list file) and of the stat key (device, inode, size, mtime_ns,
+    ctime_ns) of every mask and image it names.
 
-    Stat-based so that checking the cache costs a stat per file, not a decode; any rewrite of a
-    mask changes its mtime and invalidates the index.
+    Stat-based so that checking the cache costs a stat per file, not a decode. Any rewrite changes
+    ctime (which no user call can set back), so a mask rewritten with the same size and a forged
+    mtime still invalidates the index; a touch or a copy costs one rescan, whose content hashes
+    are the same, so the run identity does not change.
     """
     digest = hashlib.sha256()
     digest.update(tree.split_source(split))
     digest.update(f"{tree.identity}|v{CLASS_INDEX_VERSION}\n".encode())
     for image_id in ids:
         for path in (tree.mask_path(image_id), tree.image_path(image_id)):
+            kind = "mask" if path == tree.mask_path(image_id) else "image"
             try:
-                stat = path.stat()
+                key = stat_key(path)
             except FileNotFoundError:
-                kind = "mask" if path.suffix == ".png" else "image"
                 raise InputError(f"{path}: {kind} of image id {image_id!r} (in split {split!r}) not found") from None
-            digest.update(f"{image_id}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            except OSError as exc:  # a symlink loop, a permission problem
+                raise InputError(f"{path}: {kind} of image id {image_id!r} cannot be read ({exc.strerror})") from None
+            digest.update(f"{image_id}|{'|'.join(map(str, key))}\n".encode())
     return digest.hexdigest()
 
 
@@ -248,8 +254,9 @@ def class_index_cache_path(cache_dir: Path, tree, split: str) -> Path:
     return Path(cache_dir) / f"class-index-{split}-{key}.json"
 
 
-def load_class_index(tree, split: str, cache_dir: Path | None, workers: int = 4) -> ClassIndex:
-    """Scan a split once; later calls read the cache while the fingerprint still matches."""
+def load_class_index(tree, split: str, cache_dir: Path | None, workers: int = 4, persist: bool = True) -> ClassIndex:
+    """Scan a split once; later calls read the cache while the fingerprint still matches.
+    `persist=False` writes nothing (the up-front check of a command: bad input writes nothing)."""
     ids = read_split(tree, split)
     fingerprint = split_fingerprint(tree, split, ids)
     cache_path = class_index_cache_path(cache_dir, tree, split) if cache_dir is not None else None
@@ -260,18 +267,28 @@ def load_class_index(tree, split: str, cache_dir: Path | None, workers: int = 4)
                 pixels = {i: {int(c): n for c, n in cached["pixels"][i].items()} for i in ids}
                 hashes = {i: tuple(cached["file_sha256"][i]) for i in ids}
                 return ClassIndex(split, tuple(ids), pixels, fingerprint, hashes, from_cache=True)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             pass  # a damaged cache is just rebuilt
     # PIL releases the GIL while decoding, so a few threads speed up the one-off scan.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         scanned = list(pool.map(lambda i: _scan_one(tree, i), ids))
     pixels = {image_id: counts for image_id, (counts, _) in zip(ids, scanned)}
     hashes = {image_id: files for image_id, (_, files) in zip(ids, scanned)}
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"version": CLASS_INDEX_VERSION, "tree": tree.identity, "split": split,
-                   "fingerprint": fingerprint, "pixels": pixels, "file_sha256": hashes}
-        tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
+    index = ClassIndex(split, tuple(ids), pixels, fingerprint, hashes, from_cache=False)
+    if cache_path is not None and persist:
+        save_class_index(index, tree, cache_path)
+    return index
+
+
+def save_class_index(index: ClassIndex, tree, cache_path: Path) -> None:
+    """Atomic: a crash never leaves a torn cache; a full disk leaves no temporary file."""
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"version": CLASS_INDEX_VERSION, "tree": tree.identity, "split": index.split,
+               "fingerprint": index.fingerprint, "pixels": index.pixels, "file_sha256": index.file_sha256}
+    tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
+    try:
         tmp.write_text(json.dumps(payload))
-        os.replace(tmp, cache_path)  # atomic: a crash never leaves a torn cache
-    return ClassIndex(split, tuple(ids), pixels, fingerprint, hashes, from_cache=False)
+        os.replace(tmp, cache_path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -252,6 +252,20 @@ def _figures(records: pd.DataFrame, summary: pd.DataFrame, protocol: str, rows: 
     return "".join(html_parts)
 
 
+def _protocol_sections(results_dir: Path) -> list[tuple[str, str, str]]:
+    """(name, sha256, title) per protocol version with complete runs: two versions of one name are
+    two sections, never one."""
+    from ..results import find_runs, protocol_versions, protocols_present
+
+    sections = []
+    for protocol in protocols_present(results_dir):
+        versions = protocol_versions(find_runs(results_dir, protocol))
+        for sha256 in sorted(versions):
+            title = protocol if len(versions) == 1 else f"{protocol} (version {sha256[:12]})"
+            sections.append((protocol, sha256, title))
+    return sections
+
+
 def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000) -> Path:
     """Write `out/index.html` (and `out/figures/`) for every protocol with complete runs."""
     from ..aggregates import iqm_table
@@ -266,9 +280,9 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
     results_dir, out = Path(results_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sections, toc = [], []
-    for protocol in protocols_present(results_dir):
+    for protocol, protocol_sha256, title in _protocol_sections(results_dir):
         try:
-            records = load_results(results_dir, protocol)
+            records = load_results(results_dir, protocol, protocol_sha256=protocol_sha256, warn=lambda message: None)
         except InputError:
             continue  # a protocol folder without complete runs
         try:
@@ -290,10 +304,10 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
         except InputError as exc:
             pairs_html = f"<p class='note'>Pairwise comparisons left out: {_e(exc)}</p>"
         values = run_values(records, miou_metric)
-        anchor = _anchor("protocol", protocol)
-        toc.append(f"<li><a href='#{anchor}'>{_e(protocol)}</a></li>")
+        anchor = _anchor("protocol", title)
+        toc.append(f"<li><a href='#{anchor}'>{_e(title)}</a></li>")
         sections.append(
-            f"<section id='{anchor}'><h2>{_e(protocol)}</h2><p>{_e(description)}</p>{warn_html}"
+            f"<section id='{anchor}'><h2>{_e(title)}</h2><p>{_e(description)}</p>{warn_html}"
             f"<h3>Main table</h3>{_main_table(summary, rows, miou_metric, bold)}"
             f"<p class='note'>{_e(legend(summary, miou_metric, True))} The best seed is never selected: every value is "
             f"the mean over all seeds run. Click a column header to sort.</p>"

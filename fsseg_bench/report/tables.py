@@ -113,18 +113,32 @@ def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou
         for column in columns:
             text = cells.get((method, column), ("–", None))[0]
             texts.append(f"**{text}**" if method in _bold_set(cells, methods, column, bold) else text)
-        lines.append(f"| {label} | " + " | ".join(texts) + " |")
-    protocol = ", ".join(sorted(summary["protocol"].unique()))
+        lines.append(f"| {markdown_escape(label)} | " + " | ".join(texts) + " |")
+    protocol = ", ".join(markdown_escape(p) for p in sorted(summary["protocol"].unique()))
     return "\n".join(lines) + f"\n\nProtocol: {protocol}. {legend(summary, miou_metric, bold is not None)}\n"
+
+
+_MARKDOWN_ESCAPES = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]",
+                     "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def markdown_escape(text: str) -> str:
+    """A label as literal text in a markdown table cell: `|` never splits a cell, HTML never renders."""
+    return "".join(_MARKDOWN_ESCAPES.get(character, character) for character in str(text))
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"$^\S$", "±": r"$\pm$", "−": r"$-$"}
+                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"$^\S$", "±": r"$\pm$", "−": r"$-$",
+                  "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", '"': r"\textquotedbl{}"}
 
 
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(character, character) for character in text)
+    """Literal text in LaTeX: specials escaped, and `--`/`---` kept as hyphens, not dashes."""
+    escaped = "".join(_LATEX_ESCAPES.get(character, character) for character in str(text))
+    while "--" in escaped:
+        escaped = escaped.replace("--", "-{}-")
+    return escaped
 
 
 def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou",
@@ -140,7 +154,8 @@ def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_me
     for method, label in zip(methods, labels):
         texts = []
         for column in columns:
-            text = latex_escape(cells.get((method, column), ("--", None))[0])
+            cell = cells.get((method, column))
+            text = latex_escape(cell[0]) if cell is not None else "--"  # an en dash for a missing cell
             texts.append(rf"\textbf{{{text}}}" if method in _bold_set(cells, methods, column, bold) else text)
         lines.append(latex_escape(label) + " & " + " & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import math
+import os
 import time
 from functools import lru_cache
 from dataclasses import dataclass
@@ -14,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..checkpoints import check_checkpoint, checkpoint_provenance
 from ..console import collected, silenced
@@ -23,10 +24,12 @@ from ..data.source import class_index, episode_list_for, resolve_tree
 from ..data.voc import ClassIndex
 from ..episodes import EpisodeSpec
 from ..errors import InputError
-from ..fingerprints import code_fingerprint, data_fingerprint
-from ..metrics import COUNT_COLUMNS, episode_counts
-from ..preprocess import ImageLoader, PreparedLabel, build_episode, build_feature_episode
-from ..prototypes import upsample_scores
+from ..contenthash import reads_identity, reads_unchanged, recording_reads
+from ..fingerprints import closure_changes, code_fingerprint, data_fingerprint, loaded_closure
+from ..method import method_environment
+from ..metrics import COUNT_COLUMNS
+from ..preprocess import ImageLoader, build_episode, build_feature_episode
+from ..scoring import predicted_mask, score_batch, scoring_label, scoring_prediction
 from ..protocol import Protocol, load_protocol
 from ..registry import MethodEntry, accepted_options, create_method, get_entry, load_methods
 from ..training import final_checkpoint
@@ -34,7 +37,7 @@ from .feature_store import FeatureStore
 from .features import FeatureCache
 from .plan import RunRequest, run_dir, run_id, run_identity
 from .provenance import software
-from .store import (RunLocked, RecordWriter, acquire_lock, read_run_json, scan_records, truncate_records,
+from .store import (RECORDS, RunLocked, RecordWriter, acquire_lock, read_run_json, scan_records, truncate_records,
                     write_run_json)
 
 Progress = Callable[[str, str, int], None]  # (event, run label, number)
@@ -52,6 +55,7 @@ class RunOutcome:
     cause: str = ""  # for failures: "input" (bad data or configuration) | "method" | "worker" | "timeout"
     seconds: float = 0.0  # wall time of the episodes computed in this invocation
     warnings: tuple = ()  # said once by the process that reports outcomes (see console.py)
+    store_repairs: int = 0  # feature-store entries found damaged, deleted and recomputed by this run
 
 
 class RunFailure(Exception):
@@ -70,29 +74,44 @@ _METHODS: dict[tuple, object] = {}
 _PROVENANCE: dict[tuple, dict] = {}
 
 
-def _method_instance(request: RunRequest, options: dict, checkpoint: str | None, checkpoint_sha256: str | None):
+def _method_instance(request: RunRequest, options: dict, checkpoint: str | None, checkpoint_sha256: str | None,
+                     code_sha256: str):
     """A ready (checkpoint loaded, eval mode) method, reused across this worker's runs of the same
-    configuration: building and initialising a VGG16 per run would cost more than its episodes."""
-    key = (request.method, json.dumps(options, sort_keys=True, default=str), checkpoint_sha256, request.device)
-    if key not in _METHODS:
-        if len(_METHODS) >= 4:
-            _METHODS.pop(next(iter(_METHODS)))
+    configuration: building and initialising a VGG16 per run would cost more than its episodes.
+    Keyed by content: the code fingerprint, the checkpoint's sha256 and the environment it reads;
+    the weights files it loaded are re-checked (a stat each) before it is reused."""
+    key = (request.method, json.dumps(options, sort_keys=True, default=str), checkpoint_sha256, request.device,
+           code_sha256)
+    cached = _METHODS.get(key)
+    if (cached is not None and reads_unchanged(cached.read_files)
+            and cached.environment_values == method_environment(cached)):
+        return cached
+    if len(_METHODS) >= 4:
+        _METHODS.pop(next(iter(_METHODS)))
+    with recording_reads() as reads:
         if checkpoint:
             with silenced():  # the encoder's init is replaced by the checkpoint: no "randomly initialised" warning
                 method = create_method(request.method, **options)
-            method.load_checkpoint(checkpoint)
         else:
             method = create_method(request.method, **options)
-        _METHODS[key] = method.eval().to(request.device)
+    if checkpoint:
+        method.load_checkpoint(checkpoint)
+    method.read_files = list(reads)
+    method.environment_values = method_environment(method)  # a built method may have read them
+    _METHODS[key] = method.eval().to(request.device)
     return _METHODS[key]
 
 
-def _image_loader(tree, protocol) -> ImageLoader:
+def _image_loader(tree, protocol, index: ClassIndex) -> ImageLoader:
+    """This worker's loader for a tree and protocol; entries are keyed by the files' content hashes
+    (from the class index), so an image or mask edited between two calls in one process is read anew."""
     key = (str(tree.root), protocol.file_sha256)
     if key not in _IMAGE_LOADERS:
         _IMAGE_LOADERS.clear()
         _IMAGE_LOADERS[key] = ImageLoader(tree, protocol)
-    return _IMAGE_LOADERS[key]
+    loader = _IMAGE_LOADERS[key]
+    loader.file_sha256 = index.file_sha256
+    return loader
 
 
 def feature_store_dir(request: RunRequest) -> Path:
@@ -245,48 +264,6 @@ def sample_indices(n_episodes: int, count: int) -> set[int]:
     return {int(i) for i in np.linspace(0, n_episodes - 1, min(count, n_episodes)).round()}
 
 
-def scoring_label(prepared: PreparedLabel, label_value: int, protocol) -> np.ndarray:
-    """The query's binary label {0, 1, ignore} at the protocol's scoring resolution: the resized
-    label, the original one, or (PFENet) the original padded with ignore to a square of its longer side."""
-    if protocol.score_at == "resized":
-        label = prepared.label.numpy()
-    elif protocol.score_at == "original":
-        label = prepared.original_label
-    else:  # original-square
-        side = max(prepared.original_label.shape)
-        label = np.full((side, side), protocol.ignore_index, dtype=np.uint8)
-        label[:prepared.original_label.shape[0], :prepared.original_label.shape[1]] = prepared.original_label
-    binary = (label == label_value).astype(np.uint8)
-    binary[label == protocol.ignore_index] = protocol.ignore_index
-    return binary
-
-
-def scoring_prediction(scores: torch.Tensor, prepared: PreparedLabel, protocol) -> torch.Tensor:
-    """The binary prediction at the scoring resolution: `original` crops the padding and resizes
-    back; `original-square` (PFENet) upsamples the whole padded input, align_corners=True, to a
-    square of the original's longer side."""
-    if protocol.score_at == "original":
-        h, w = prepared.content_size
-        scores = upsample_scores(scores[None, :, :h, :w], prepared.original_label.shape)[0]
-    elif protocol.score_at == "original-square":
-        side = max(prepared.original_label.shape)
-        scores = F.interpolate(scores[None], size=(side, side), mode="bilinear", align_corners=True)[0]
-    return predicted_mask(scores)
-
-
-def score_batch(predictions: list[torch.Tensor], labels: list[np.ndarray], ignore_index: int) -> np.ndarray:
-    """Counts [N, 6] for a batch of queries: one bincount when they share a size."""
-    if len({label.shape for label in labels}) == 1:
-        return episode_counts(torch.stack(predictions), np.stack(labels), ignore_index)
-    return np.concatenate([episode_counts(p[None], l[None], ignore_index) for p, l in zip(predictions, labels)])
-
-
-def predicted_mask(scores: torch.Tensor) -> torch.Tensor:
-    """argmax over (background, foreground) for [2,H,W] scores; ties go to background, as argmax's
-    first-index rule does. A comparison is ~50x cheaper than argmax over a size-2 dimension."""
-    return (scores[1] > scores[0]).long()
-
-
 def check_scores(scores, expected_shape, label: str, index: int) -> None:
     if not isinstance(scores, torch.Tensor):
         raise RunFailure(f"{label} episode {index}: predict returned {type(scores).__name__}, expected a Tensor")
@@ -306,7 +283,7 @@ def run_one(request: RunRequest, progress: Progress | None = None) -> RunOutcome
 
     with collected() as warnings:
         outcome = _run_one_guarded(request, progress, failed)
-    return replace(outcome, warnings=tuple(warnings)) if warnings else outcome
+    return replace(outcome, warnings=tuple(warnings) + outcome.warnings) if warnings else outcome
 
 
 def _run_one_guarded(request: RunRequest, progress: Progress | None, failed) -> RunOutcome:
@@ -330,32 +307,66 @@ def _run_one(request: RunRequest, progress: Progress) -> RunOutcome:
     torch.set_num_threads(max(1, request.threads))
     prepared = prepare_run(request)
     checkpoint = prepared.checkpoint
-    method = _method_instance(request, prepared.options, checkpoint and checkpoint["path"],
-                              checkpoint and checkpoint["sha256"])
     code_sha256, _, _ = code_fingerprint(prepared.entry.factory)
-    read_ids = [image_id for spec in prepared.episodes for image_id in (*spec.query, *spec.support)]
-    identity = run_identity(prepared.protocol, prepared.list_sha256, request.method, method.config,
-                            checkpoint and checkpoint["sha256"], request.fold, request.shot, request.seed,
-                            request.limit, data_fingerprint(read_ids, prepared.index.file_sha256), code_sha256,
-                            train_seed=checkpoint.get("train_seed") if checkpoint else None)
+    method = _method_instance(request, prepared.options, checkpoint and checkpoint["path"],
+                              checkpoint and checkpoint["sha256"], code_sha256)
+    identity = identity_of(request, prepared, method, code_sha256)
     directory = run_dir(request.results_dir, identity)
     n_episodes = len(prepared.episodes)
+    recompute = None
     if not request.force:
         finished = read_run_json(directory)
-        if (finished and finished.get("status") == "complete" and finished.get("n_episodes") == n_episodes
-                and scan_records(directory).verify(n_episodes) is None):
-            return RunOutcome(request.label, "skipped", "already complete", str(directory), n_episodes)
+        if finished and finished.get("status") == "complete":
+            problem = reuse_problem(directory, finished, n_episodes)
+            if problem is None:
+                return RunOutcome(request.label, "skipped", "already complete", str(directory), n_episodes)
+            recompute = problem
 
     directory.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(directory)
     try:
-        return _perform(request, prepared, identity, directory, method, progress)
+        return _perform(request, prepared, identity, directory, method, progress, recompute)
     finally:
         lock.release()
 
 
+def identity_of(request: RunRequest, prepared: PreparedRun, method, code_sha256: str) -> dict:
+    checkpoint = prepared.checkpoint
+    read_ids = [image_id for spec in prepared.episodes for image_id in (*spec.query, *spec.support)]
+    return run_identity(prepared.protocol, prepared.list_sha256, request.method, method.config,
+                        checkpoint and checkpoint["sha256"], request.fold, request.shot, request.seed,
+                        request.limit, data_fingerprint(read_ids, prepared.index.file_sha256), code_sha256,
+                        train_seed=checkpoint.get("train_seed") if checkpoint else None,
+                        weights=reads_identity(getattr(method, "read_files", [])),
+                        environment=method_environment(method))
+
+
+def records_sha256(directory: Path) -> str | None:
+    path = Path(directory) / RECORDS
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def reuse_problem(directory: Path, finished: dict, n_episodes: int) -> str | None:
+    """Why a run that says it is complete cannot be reused as it is (None: it can): its records do
+    not verify, or differ from the checksum run.json recorded, or code it loaded has changed since
+    (the recorded closure re-hashed)."""
+    if finished.get("n_episodes") != n_episodes:
+        return f"{finished.get('n_episodes')} episodes recorded, {n_episodes} expected"
+    problem = scan_records(directory).verify(n_episodes)
+    if problem:
+        return problem
+    if finished.get("records_sha256") != records_sha256(directory):
+        return "records differ from the checksum run.json recorded"
+    if "code_closure" not in finished:
+        return "run.json records no code closure"
+    changed = closure_changes(finished["code_closure"])
+    if changed:
+        return f"code it loaded changed since: {', '.join(changed)}"
+    return None
+
+
 def encode_in_batches(method, cache: FeatureCache, encoder_key: tuple, load: ImageLoader,
-                      episodes: list[EpisodeSpec], image_sha256: dict, request: RunRequest) -> None:
+                      episodes: list[EpisodeSpec], image_sha256: dict, request: RunRequest, deps=None) -> None:
     """Encode the run's images that no tier holds yet, `encode_batch` at a time (for accelerators,
     where one image at a time leaves the device idle). Batched convolutions may round differently
     from one-at-a-time ones, so on a GPU records are reproducible per (device, batch size)."""
@@ -365,7 +376,7 @@ def encode_in_batches(method, cache: FeatureCache, encoder_key: tuple, load: Ima
         ids = missing[start:start + request.encode_batch]
         features = method.encode(torch.stack([load.image(i) for i in ids]).to(request.device))
         for image_id, value in zip(ids, features):
-            cache.put(encoder_key, image_sha256[image_id], value[None])
+            cache.put(encoder_key, image_sha256[image_id], value[None], deps)
 
 
 # Episodes predicted in one call hold at most this many bytes of query features: batching saves
@@ -396,18 +407,28 @@ def matching_prefix(records: list[dict], episodes: list[EpisodeSpec]) -> int:
     return min(len(records), len(episodes))
 
 
-def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directory: Path, method, progress: Progress):
+def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directory: Path, method, progress: Progress,
+             recompute: str | None = None):
+    """`recompute`: why a complete run cannot be reused. Damaged records resume from the last good
+    record (`repaired`); anything else (code it loaded changed, records edited after the checksum)
+    is computed again from the first episode (`recomputed`)."""
     protocol, episodes = prepared.protocol, prepared.episodes
     previous = {} if request.force else (read_run_json(directory) or {})
     scan = scan_records(directory)
-    keep = 0 if request.force else matching_prefix(scan.records, episodes)
+    structural = recompute is not None and scan.verify(len(episodes)) is not None
+    from_scratch = request.force or (recompute is not None and not structural)
+    keep = 0 if from_scratch else matching_prefix(scan.records, episodes)
     repaired = list(previous.get("repaired", []))
+    recomputed = list(previous.get("recomputed", []))
+    if recompute is not None and not structural:
+        recomputed.append({"because": recompute, "when": datetime.now(timezone.utc).isoformat()})
+        previous = {key: value for key, value in previous.items() if key in ("started",)}
     if previous.get("status") == "complete" and (keep < len(scan.records) or scan.verify(len(episodes))):
         # A run once complete whose records were damaged since: recompute from the last good record.
         repaired.append({"at": keep, "problem": scan.verify(len(episodes)) or "records differ from the episode list",
                          "when": datetime.now(timezone.utc).isoformat()})
     truncate_records(directory, scan.ends[keep - 1] if keep else 0)
-    if request.force:
+    if from_scratch:
         for old in (directory / "predictions").glob("*.png"):
             old.unlink()
     started = datetime.now(timezone.utc).isoformat()
@@ -427,7 +448,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "pretrained": method.pretrained, "n_episodes": len(episodes),
         "feature_cache": request.use_cache and method.frozen_encoder,
         "started": previous.get("started", started), "resumed_at": [*previous.get("resumed_at", []), keep] if keep else [],
-        "repaired": repaired, "forced": request.force, "save_predictions": request.save_predictions,
+        "repaired": repaired, "recomputed": recomputed, "forced": request.force, "save_predictions": request.save_predictions,
         "feature_store": (str(feature_store_dir(request).resolve())
                           if request.use_cache and method.frozen_encoder and request.feature_store_gib > 0 else None),
         "encode_batch": request.encode_batch,
@@ -435,16 +456,14 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     write_run_json(directory, run_info)
     done = keep
 
-    load = _image_loader(prepared.tree, protocol)
+    load = _image_loader(prepared.tree, protocol, prepared.index)
     cache = feature_cache(request) if request.use_cache and method.frozen_encoder else None
     passes_before = cache.encoder_passes if cache is not None else 0
     uncached_passes = 0
     image_sha256 = {image_id: files[0] for image_id, files in prepared.index.file_sha256.items()}
-    # The encoder is determined by the method, its full config (seeded init, weights path), its code
-    # and its checkpoint; the input by the preprocessing.
-    encoder_key = (identity["method"], json.dumps(identity["method_config"], sort_keys=True, default=str),
-                   identity["code_sha256"], identity["checkpoint_sha256"], tuple(protocol.image_size),
-                   protocol.resize, protocol.image_resize, protocol.image_padding, request.device)
+    encoder_key = encoder_key_of(identity, protocol, request.device)
+    deps = lambda: loaded_closure(prepared.entry.factory)  # noqa: E731 (the store records what encoding loaded)
+    damaged_before = cache.damaged if cache is not None else 0
     to_save = sample_indices(len(episodes), request.save_predictions)
     (directory / "predictions").mkdir(exist_ok=True)
     writer = RecordWriter(directory)
@@ -457,7 +476,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         # kept in memory afterwards.
         compute = lambda: method.encode(load.image(image_id, keep=cache is None)[None].to(request.device))
         if cache is not None:
-            return cache.features(encoder_key, image_sha256[image_id], compute).to(request.device)
+            return cache.features(encoder_key, image_sha256[image_id], compute, deps).to(request.device)
         nonlocal uncached_passes
         uncached_passes += 1
         return compute()
@@ -473,7 +492,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     remaining = episodes[done:]
     if cache is not None and request.encode_batch > 1:
         with torch.no_grad():
-            encode_in_batches(method, cache, encoder_key, load, remaining, image_sha256, request)
+            encode_in_batches(method, cache, encoder_key, load, remaining, image_sha256, request, deps)
     try:
         for start in range(0, len(remaining), PREDICT_CHUNK):
             tick = time.perf_counter()
@@ -533,6 +552,23 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     passes = (cache.encoder_passes - passes_before) if cache is not None else uncached_passes
     run_info.update(status="complete", finished=datetime.now(timezone.utc).isoformat(),
                     wall_seconds=round(wall + previous.get("wall_seconds", 0.0), 3),
-                    encoder_passes=passes + previous.get("encoder_passes", 0))
+                    encoder_passes=passes + previous.get("encoder_passes", 0),
+                    records_sha256=records_sha256(directory), code_closure=loaded_closure(prepared.entry.factory))
     write_run_json(directory, run_info)
-    return RunOutcome(request.label, "complete", "", str(directory), len(episodes), seconds=round(wall, 3))
+    damaged = (cache.damaged - damaged_before) if cache is not None else 0
+    notes = tuple(f"feature store folder emptied: {what}" for what in cache.store.invalidated) \
+        if cache is not None and cache.store is not None else ()
+    if notes:
+        cache.store.invalidated.clear()
+    return RunOutcome(request.label, "complete", "", str(directory), len(episodes), seconds=round(wall, 3),
+                      store_repairs=damaged, warnings=notes)
+
+
+def encoder_key_of(identity: dict, protocol, device: str) -> tuple:
+    """What determines a frozen encoder's features besides the image: the method, its full config
+    (seeded init), its code, its weights and checkpoint by content, the environment it reads, the
+    preprocessing settings (the preprocessing code is in the code fingerprint) and the device."""
+    return (identity["method"], json.dumps(identity["method_config"], sort_keys=True, default=str),
+            identity["code_sha256"], identity["checkpoint_sha256"],
+            json.dumps(identity.get("weights_sha256", [])), json.dumps(identity.get("environment", {}), sort_keys=True),
+            tuple(protocol.image_size), protocol.resize, protocol.image_resize, protocol.image_padding, device)

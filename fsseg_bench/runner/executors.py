@@ -18,6 +18,7 @@ episode list or checkpoint is one InputError, not one failure per run.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -45,18 +46,70 @@ class Interrupted(Exception):
 
 
 def preflight(requests: list[RunRequest]) -> list[str]:
-    """Check every request before any work starts; raise InputError for the first bad one.
+    """Check every request before any work starts; raise InputError for the first bad one. Nothing
+    is written while checking (bad input leaves the results folder as it was): the protocol, values,
+    data tree, episode lists, and each checkpoint (its recorded state_sha256, finite tensors, and that
+    it covers the method's tensors with their shapes), then that the results folder is writable.
 
     Returns the distinct warnings (e.g. a checkpoint without provenance), to print once.
     """
     warnings: list[str] = []
-    with one_look_at_the_data():
+    checked: set = set()
+    with one_look_at_the_data(write=False):
         for request in requests:
             prepared = prepare_run(request)
+            check_checkpoint_loads(request, prepared, checked)
             for warning in (prepared.warning, prepared.episode_note):
                 if warning and warning not in warnings:
                     warnings.append(warning)
+    for results in sorted({request.results_dir for request in requests}):
+        check_writable(results)
     return warnings
+
+
+def check_checkpoint_loads(request: RunRequest, prepared, checked: set) -> None:
+    """Load each distinct checkpoint into its method once, up front (the worker reuses the instance
+    when it runs in this process). A method that cannot even be built fails its runs later, as
+    any method fault does; a checkpoint that does not fit is bad input now."""
+    checkpoint = prepared.checkpoint
+    if checkpoint is None:
+        return
+    key = (request.method, json.dumps(prepared.options, sort_keys=True, default=str), checkpoint["sha256"])
+    if key in checked:
+        return
+    checked.add(key)
+    from ..errors import InputError
+    from ..fingerprints import code_fingerprint
+
+    try:
+        execute_module._method_instance(request, prepared.options, checkpoint["path"], checkpoint["sha256"],
+                                        code_fingerprint(prepared.entry.factory)[0])
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 (reported by the run itself, once, as the method's fault)
+        return
+
+
+def check_writable(results_dir: str) -> None:
+    """The results folder (created if needed) must take a file: found before any work, one line."""
+    import os
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    folder = Path(results_dir)
+    probe = folder / f".fsseg-bench-write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise InputError(f"{folder}: the results folder is not writable ({exc.strerror or exc}); "
+                         f"pass --results DIR") from None
 
 
 def group_runs(requests: list[RunRequest]) -> list[list[RunRequest]]:
@@ -140,6 +193,9 @@ def execute(requests: list[RunRequest], executor: str = "local", workers: int | 
             outcomes = _execute_processes(requests, workers, bars, timeout_per_episode)
     finally:
         bars.close()
+    repairs = sum(outcome.store_repairs for outcome in outcomes)
+    if repairs:
+        warn(f"{repairs} feature-store entr{'y was' if repairs == 1 else 'ies were'} damaged and recomputed")
     return _in_request_order(requests, outcomes)
 
 

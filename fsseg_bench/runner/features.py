@@ -28,17 +28,32 @@ class FeatureCache:
         self.statistics = LRUCache(int(statistics_mib * 2**20))
         self.store = store
         self.encoder_passes = 0
+        self.shapes: dict[tuple, tuple] = {}  # per encoder: the shape its features have (a stored one must match)
 
-    def features(self, encoder_key: tuple, image_sha256: str, encode: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def _stored(self, encoder_key: tuple, image_sha256: str) -> torch.Tensor | None:
+        stored = self.store.get(encoder_key, image_sha256)
+        if stored is None:
+            return None
+        expected = self.shapes.setdefault(encoder_key, tuple(stored.shape))
+        if tuple(stored.shape) != expected:  # a well-formed entry of the wrong shape: damaged all the same
+            self.store.damaged += 1
+            self.store.path(encoder_key, image_sha256).unlink(missing_ok=True)
+            return None
+        return stored
+
+    def features(self, encoder_key: tuple, image_sha256: str, encode: Callable[[], torch.Tensor],
+                 deps: Callable[[], list[dict]] | None = None) -> torch.Tensor:
+        """`deps`: the project modules loaded now, recorded beside the store's entries."""
         def compute() -> torch.Tensor:
             if self.store is not None:
-                stored = self.store.get(encoder_key, image_sha256)
+                stored = self._stored(encoder_key, image_sha256)
                 if stored is not None:
                     return stored
             value = encode()
             self.encoder_passes += 1
+            self.shapes.setdefault(encoder_key, tuple(value.shape))
             if self.store is not None:
-                self.store.put(encoder_key, image_sha256, value)
+                self.store.put(encoder_key, image_sha256, value, deps)
             return value
 
         return self.lru.get_or_compute((encoder_key, image_sha256), compute)
@@ -47,12 +62,18 @@ class FeatureCache:
         return ((encoder_key, image_sha256) in self.lru
                 or (self.store is not None and self.store.path(encoder_key, image_sha256).is_file()))
 
-    def put(self, encoder_key: tuple, image_sha256: str, value: torch.Tensor) -> None:
+    def put(self, encoder_key: tuple, image_sha256: str, value: torch.Tensor,
+            deps: Callable[[], list[dict]] | None = None) -> None:
         """Features encoded elsewhere (a batched pass): into both tiers."""
         self.encoder_passes += 1
+        self.shapes.setdefault(encoder_key, tuple(value.shape))
         if self.store is not None:
-            self.store.put(encoder_key, image_sha256, value)
+            self.store.put(encoder_key, image_sha256, value, deps)
         self.lru.get_or_compute((encoder_key, image_sha256), lambda: value)
 
     def statistic(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         return self.statistics.get_or_compute(key, compute)
+
+    @property
+    def damaged(self) -> int:
+        return self.store.damaged if self.store is not None else 0

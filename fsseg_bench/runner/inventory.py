@@ -2,7 +2,7 @@
 
 State: `complete` (run.json says so and the records verify), `damaged` (says complete, records
 do not verify), `running` (its lock is held now), `incomplete` (a crashed or interrupted run; a
-rerun resumes it). Stale: the method's code fingerprint today differs from the run's (`code`),
+rerun resumes it). Stale: a module the run loaded hashes otherwise today (`code`, the recorded closure re-hashed),
 or the data it read changed (`data`: the content hashes of its images and masks, or its episode
 list file).
 """
@@ -17,7 +17,7 @@ from ..data.source import class_index
 from ..data.source import locate_tree
 from ..episodes import read_episode_list
 from ..errors import InputError
-from ..fingerprints import code_fingerprint, data_fingerprint
+from ..fingerprints import closure_changes, code_fingerprint, data_fingerprint
 from ..registry import get_entry, load_methods
 from .store import lock_holder, read_run_json, scan_records
 
@@ -39,6 +39,10 @@ class RunStatus:
 
 
 def _code_stale(info: dict) -> str | None:
+    """Re-hash the modules the run recorded loading (no plugin needs to be given for that)."""
+    if "code_closure" in info:
+        changed = closure_changes(info["code_closure"])
+        return f"code ({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''})" if changed else None
     try:
         load_methods([p for p in info.get("plugins", []) if Path(p).is_file()])
         factory = get_entry(info["method"]).factory

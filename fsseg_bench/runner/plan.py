@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..protocol import Protocol
 
-RECORD_FORMAT = "fsseg-bench-records/1"
+RECORD_FORMAT = "fsseg-bench-records/2"  # 2: identity by content (weights, closure, AST code hashes)
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,17 @@ def plan_runs(protocol: Protocol, methods: list[str], *, results_dir: str | Path
 
 def run_identity(protocol: Protocol, episode_list_sha256: str, method: str, config: dict,
                  checkpoint_sha256: str | None, fold: int, shot: int, seed: int, limit: int | None,
-                 data_sha256: str, code_sha256: str, train_seed: int | None = None) -> dict:
-    """`train_seed` (the checkpoint's training seed) is present only for runs of a trained model,
-    so the identity of every other run is what it was before training seeds existed."""
+                 data_sha256: str, code_sha256: str, train_seed: int | None = None,
+                 weights: list | None = None, environment: dict | None = None) -> dict:
+    """`train_seed` (the checkpoint's training seed) is present only for runs of a trained model;
+    `weights` are the (role, sha256) of every weights file the method loaded (never their paths);
+    `environment` the values of the variables the method declares it reads (only when it declares any)."""
     identity = {"record_format": RECORD_FORMAT, "protocol": protocol.name, "protocol_sha256": protocol.file_sha256,
                 "episode_list_sha256": episode_list_sha256, "data_sha256": data_sha256, "method": method,
                 "method_config": config, "code_sha256": code_sha256, "checkpoint_sha256": checkpoint_sha256,
-                "fold": fold, "shot": shot, "seed": seed, "limit": limit}
+                "weights_sha256": weights or [], "fold": fold, "shot": shot, "seed": seed, "limit": limit}
+    if environment:
+        identity["environment"] = environment
     return identity if train_seed is None else {**identity, "train_seed": train_seed}
 
 

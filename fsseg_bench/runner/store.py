@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from ..metrics import COUNT_COLUMNS
 
 RECORDS = "records.jsonl"
@@ -186,20 +187,41 @@ class RecordWriter:
 
     def flush(self) -> None:
         if self.pending:
-            self.handle.write("".join(self.pending))
-            self.handle.flush()
+            try:
+                self.handle.write("".join(self.pending))
+                self.handle.flush()
+            except OSError as exc:  # a full disk: one line naming the file; the valid prefix stays resumable
+                self.pending.clear()
+                raise InputError(f"{self.handle.name}: cannot write records ({exc.strerror or exc})") from None
             self.pending.clear()
         self.last_flush = time.monotonic()
 
     def close(self) -> None:
-        self.flush()
-        self.handle.close()
+        try:
+            self.flush()
+        finally:
+            try:
+                self.handle.close()
+            except OSError:
+                pass
 
 
 def write_run_json(directory: Path, payload: dict) -> None:
-    tmp = Path(directory) / f".{RUN_JSON}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, Path(directory) / RUN_JSON)
+    """Atomic; a full disk is one line naming the file and leaves no temporary file behind."""
+    write_atomic(Path(directory) / RUN_JSON, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def read_run_json(directory: Path) -> dict | None:
