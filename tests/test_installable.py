@@ -165,7 +165,7 @@ def test_latex_escapes_and_carries_a_legend(tie_records):
     summary.loc[summary.method == "support-copy", "method"] = "support_copy (k=5%)"
     text = latex_table(summary)
     assert r"support\_copy (k=5\%)$^\dagger$" in text
-    assert r"\footnotesize" in text and r"$^\dagger$: run with --limit" in text and r"$\pm$ is the half-width" in text
+    assert r"\footnotesize" in text and r"$^\dagger$: run with -{}-limit" in text and r"$\pm$ is the half-width" in text
 
 
 def test_ablation_in_every_format(tie_records):
