@@ -88,9 +88,9 @@ def summarise(records: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
 
 
 def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | None = None,
-          miou_metric: str | None = None, resamples: int = 1000) -> str:
-    """The paper table of these records (markdown | latex | csv); `miou_metric` defaults to the
-    records' protocol's choice."""
+          miou_metric: str | None = None, resamples: int = 1000, fbiou_metric: str | None = None) -> str:
+    """The paper table of these records (markdown | latex | csv); `miou_metric` and `fbiou_metric`
+    default to the records' protocol's choice."""
     from .report.tables import csv_table, latex_table, markdown_table
 
     from .report.compare import indistinguishable_from_best
@@ -99,15 +99,18 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
     summary = summarise(records, resamples)
     if format == "csv":
         return csv_table(summary)
+    protocol = protocol_of(records)
     if miou_metric is None:
-        miou_metric = protocol.miou_metric if (protocol := protocol_of(records)) else "miou"
+        miou_metric = protocol.miou_metric if protocol else "miou"
+    if fbiou_metric is None:
+        fbiou_metric = protocol.fbiou_metric if protocol else "fbiou"
     writers = {"markdown": markdown_table, "latex": latex_table}
     if format not in writers:
         from .errors import InputError
         raise InputError(f"format {format!r}: expected markdown | latex | csv")
     rows = row_order(summary["method"].unique(), methods)
-    bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples)
-    return writers[format](summary, rows, miou_metric, bold)
+    bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples, fbiou_metric=fbiou_metric)
+    return writers[format](summary, rows, miou_metric, bold, fbiou_metric)
 
 
 def protocol_of(records: pd.DataFrame):

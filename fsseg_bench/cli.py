@@ -380,17 +380,19 @@ def cmd_table(args) -> int:
     args.protocol = _protocol_of(args)
     records = _load_selected(args.results, args.protocol, methods, given)
     summary = summarise(records, resamples=args.resamples)
-    miou_metric = args.miou or _protocol_miou(args.protocol)
+    protocol_miou, protocol_fbiou = _protocol_metrics(args.protocol)
+    miou_metric, fbiou_metric = args.miou or protocol_miou, args.fbiou or protocol_fbiou
     rows = row_order(summary["method"].unique(), methods)
     bold = None if args.format == "csv" else indistinguishable_from_best(records, summary, rows, miou_metric,
-                                                                         args.resamples)
+                                                                         args.resamples, fbiou_metric=fbiou_metric)
     if args.ablation:
         comparisons = compare_methods(records, pair[0], pair[1], miou_metric, resamples=args.resamples)
-        text = ablation_table(summary, pair[0], pair[1], comparisons, miou_metric, args.format, bold)
+        text = ablation_table(summary, pair[0], pair[1], comparisons, miou_metric, args.format, bold, fbiou_metric)
     elif args.format == "csv":
         text = csv_table(summary)
     else:
-        text = {"markdown": markdown_table, "latex": latex_table}[args.format](summary, rows, miou_metric, bold)
+        text = {"markdown": markdown_table, "latex": latex_table}[args.format](summary, rows, miou_metric, bold,
+                                                                                fbiou_metric)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
@@ -398,13 +400,15 @@ def cmd_table(args) -> int:
     return 0
 
 
-def _protocol_miou(protocol_name: str) -> str:
+def _protocol_metrics(protocol_name: str) -> tuple[str, str]:
+    """The (mIoU, FB-IoU) a protocol's tables show."""
     from .protocol import load_protocol
 
     try:
-        return load_protocol(protocol_name).miou_metric
-    except InputError:  # a protocol file not at hand (a copied results folder): the class-pooled mIoU
-        return "miou"
+        loaded = load_protocol(protocol_name)
+        return loaded.miou_metric, loaded.fbiou_metric
+    except InputError:  # a protocol file not at hand (a copied results folder): the pooled metrics
+        return "miou", "fbiou"
 
 
 def cmd_compare(args) -> int:
@@ -617,6 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", default=None, help="BASE,VARIANT: the two rows and their paired differences")
     p.add_argument("--miou", choices=("miou", "miou_panet_metric"), default=None,
                    help="the mIoU in the fold columns (default: the protocol's miou_metric; CSV always has both)")
+    p.add_argument("--fbiou", choices=("fbiou", "fbiou_panet_metric"), default=None,
+                   help="the FB-IoU column (default: the protocol's fbiou_metric; CSV always has both)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (at least 1000 for a paper)")
     p.add_argument("--out", default=None, help="also write the table to this file")
     p.set_defaults(func=cmd_table)
@@ -628,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default=None,
                    help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
-    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou", "miou_panet_metric"), default="miou",
+    p.add_argument("--metric", choices=("miou", "fbiou", "episode_miou", "miou_panet_metric", "fbiou_panet_metric"), default="miou",
                    help="the metric compared")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap and permutation resamples")
     p.set_defaults(func=cmd_compare)

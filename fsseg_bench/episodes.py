@@ -78,7 +78,9 @@ def write_episode_list(path: str | Path, episodes: list[EpisodeSpec]) -> str:
     return sha256_bytes(data)
 
 
-def read_episode_list(path: str | Path) -> tuple[list[EpisodeSpec], str]:
+def read_episode_list(path: str | Path, num_classes: int | None = None) -> tuple[list[EpisodeSpec], str]:
+    """The list's episodes and the file's sha256; class ids must be 1..num_classes (the dataset's;
+    any positive id when not given: the cell's own check names the fold's classes)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: episode list not found")
@@ -90,8 +92,10 @@ def read_episode_list(path: str | Path) -> tuple[list[EpisodeSpec], str]:
             episode = EpisodeSpec(int(raw["index"]), int(raw["class_id"]), tuple(raw["query"]), tuple(raw["support"]))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise InputError(f"{path}:{number}: expected a JSON object with index, class_id, query, support") from None
-        if not 1 <= episode.class_id <= 20 or not episode.query or not episode.support:
-            raise InputError(f"{path}:{number}: class_id must be 1..20 and query/support non-empty")
+        top = num_classes if num_classes is not None else float("inf")
+        if not 1 <= episode.class_id <= top or not episode.query or not episode.support:
+            classes = f"1..{num_classes}" if num_classes is not None else "a positive integer"
+            raise InputError(f"{path}:{number}: class_id must be {classes} and query/support non-empty")
         episodes.append(episode)
     check_episode_list(episodes, str(path))
     return episodes, sha256_bytes(data)

@@ -9,6 +9,10 @@ foreground pixels. Every metric is recomputed from these integers, so tables nev
 - FB-IoU: mean of background and foreground IoU, each pooled over all episodes of the fold.
 - per-episode mean IoU: the mean of each episode's own foreground IoU. A different number
   (small objects weigh as much as large ones), reported under its own name.
+- PANet's `Metric` (`miou_panet_metric`, `fbiou_panet_metric`): an episode's foreground counts
+  only when the query's label holds the class, its background only when the label holds
+  background; otherwise the same pooling. Both read the same six counts (the query's true
+  background is `bg_intersection + pred_fg - fg_intersection`).
 """
 
 from __future__ import annotations
@@ -71,3 +75,26 @@ def episode_mean_iou(fg_intersection, fg_union) -> float:
     fg_intersection, fg_union = np.asarray(fg_intersection, float), np.asarray(fg_union, float)
     keep = fg_union > 0
     return float(np.mean(fg_intersection[keep] / fg_union[keep])) if keep.any() else float("nan")
+
+
+def true_background(fg_intersection, bg_intersection, pred_fg) -> np.ndarray:
+    """Pixels labelled background (TN + FP) from the counts: bg_intersection + pred_fg - fg_intersection."""
+    return np.asarray(bg_intersection) + np.asarray(pred_fg) - np.asarray(fg_intersection)
+
+
+def panet_miou(class_ids, fg_intersection, fg_union, true_fg) -> float:
+    """PANet's Metric.get_mIoU: class-pooled, an episode counted only when its query holds the class."""
+    keep = np.asarray(true_fg) > 0
+    class_ids, fg_intersection, fg_union = (np.asarray(v)[keep] for v in (class_ids, fg_intersection, fg_union))
+    return class_pooled_miou(class_ids, fg_intersection, fg_union) if keep.any() else float("nan")
+
+
+def panet_fb_iou(fg_intersection, fg_union, bg_intersection, bg_union, pred_fg, true_fg) -> float:
+    """PANet's Metric.get_mIoU_binary: foreground pooled over the episodes whose query holds the
+    class, background over those whose query holds background; the mean of the two."""
+    fg_intersection, fg_union, bg_intersection, bg_union = (np.asarray(v, float) for v in
+                                                           (fg_intersection, fg_union, bg_intersection, bg_union))
+    has_fg = np.asarray(true_fg) > 0
+    has_bg = true_background(fg_intersection, bg_intersection, pred_fg) > 0
+    return 0.5 * (_ratio(fg_intersection[has_fg].sum(), fg_union[has_fg].sum())
+                  + _ratio(bg_intersection[has_bg].sum(), bg_union[has_bg].sum()))

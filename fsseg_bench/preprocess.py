@@ -91,10 +91,19 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int], mod
     return resized, resize_label(label, size, mode, label_method)[0], content
 
 
-def normalise(image: np.ndarray, content: tuple[int, int] | None = None, padding: str = "mean") -> torch.Tensor:
+# PFENet's transform.Normalize on a 0..255 float32 tensor: (x - 255 m) / (255 s), each step in float32.
+PIXEL_MEAN = np.array([0.485 * 255, 0.456 * 255, 0.406 * 255], dtype=np.float32)
+PIXEL_STD = np.array([0.229 * 255, 0.224 * 255, 0.225 * 255], dtype=np.float32)
+
+
+def normalise(image: np.ndarray, content: tuple[int, int] | None = None, padding: str = "mean",
+              order: str = "unit-range") -> torch.Tensor:
     """[H,W,3] in 0..255 -> float32 [3,H,W] with ImageNet mean/std. Padding outside `content` is 0
     after normalising (`mean`: the mean colour) or before (`black`, as PFENet pads)."""
-    array = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    if order == "pixel-range":
+        array = (image.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
+    else:  # unit-range: torchvision's ToTensor then Normalize
+        array = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     if content is not None and padding == "mean":
         array[content[0]:, :] = 0.0
         array[:, content[1]:] = 0.0
@@ -116,7 +125,7 @@ def prepare_image_tensor(tree, image_id: str, protocol: Protocol) -> torch.Tenso
     """The normalised input image alone (what an encoder needs)."""
     resized, content = resize_image(read_image(tree.image_path(image_id)), protocol.image_size, protocol.resize,
                                     protocol.image_resize)
-    return normalise(resized, content, protocol.image_padding)
+    return normalise(resized, content, protocol.image_padding, protocol.normalise)
 
 
 def prepare_image(tree, image_id: str, protocol: Protocol) -> PreparedImage:
@@ -124,7 +133,7 @@ def prepare_image(tree, image_id: str, protocol: Protocol) -> PreparedImage:
     resized, resized_label, content = resize_pair(image, label, protocol.image_size, protocol.resize,
                                                   protocol.image_resize, protocol.label_resize)
     return PreparedImage(torch.from_numpy(resized_label.copy()), label, content,
-                         normalise(resized, content, protocol.image_padding))
+                         normalise(resized, content, protocol.image_padding, protocol.normalise))
 
 
 class ImageLoader:

@@ -24,11 +24,14 @@ from .paths import PROTOCOLS_DIR
 
 SCORE_AT = ("resized", "original", "original-square")
 SUPPORT_IGNORE = ("background", "ignore")
+QUERY_IGNORE = ("ignore", "background")
 RESIZE_MODES = ("stretch", "longer-side-pad", "longer-side-pad-floor8")
-IMAGE_RESIZE = ("pil-bilinear", "cv2-bilinear")
+IMAGE_RESIZE = ("pil-bilinear", "cv2-bilinear", "cv2-bilinear-u8")
+NORMALISE = ("unit-range", "pixel-range")
 LABEL_RESIZE = ("pil-nearest", "torch-nearest", "cv2-nearest")
 IMAGE_PADDING = ("mean", "black")
 MIOU_METRICS = ("miou", "miou_panet_metric")
+FBIOU_METRICS = ("fbiou", "fbiou_panet_metric")
 NOVEL_IN_TRAINING = ("relabel", "drop")
 DATASETS = tuple(DATASET_FOLDS)  # pascal-voc, synthetic5i, coco, fss1000
 # Protocol names become folder names under results/runs: a safe slug, never a path or a glob.
@@ -72,11 +75,14 @@ class Protocol:
     min_fg_pixels: int = 0
     ignore_index: int = 255
     support_ignore: str = "background"
+    query_ignore: str = "ignore"         # the query label's void pixels: left out of the counts, or background
     resize: str = "stretch"
     image_resize: str = "pil-bilinear"   # how images are resampled (PIL, or OpenCV's INTER_LINEAR as PFENet)
     label_resize: str = "pil-nearest"    # how labels are resampled (PIL, torch's F.interpolate as HSNet, OpenCV)
+    normalise: str = "unit-range"        # (x/255 - mean)/std, or PFENet's (x - 255 mean)/(255 std)
     image_padding: str = "mean"          # padding of longer-side-pad inputs: 0 after (mean) or before (black) normalising
     miou_metric: str = "miou"            # the mIoU tables show: class-pooled, or PANet's Metric
+    fbiou_metric: str = "fbiou"          # the FB-IoU tables show: pooled over every episode, or PANet's get_mIoU_binary
     original_lists: str = ""             # where an *-original sampler finds the original lists (relative: to VOC2012/)
     split_scheme: str = "interleaved"    # COCO-20i's folds: interleaved (HSNet, PFENet) or contiguous (PANet)
     novel_in_training: str = "relabel"
@@ -275,11 +281,14 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         min_fg_pixels=_int(source, raw, "min_fg_pixels", default=0),
         ignore_index=ignore_index,
         support_ignore=_str(source, raw, "support_ignore", SUPPORT_IGNORE, default="background"),
+        query_ignore=_str(source, raw, "query_ignore", QUERY_IGNORE, default="ignore"),
         resize=_str(source, raw, "resize", RESIZE_MODES, default="stretch"),
         image_resize=_str(source, raw, "image_resize", IMAGE_RESIZE, default="pil-bilinear"),
         label_resize=_str(source, raw, "label_resize", LABEL_RESIZE, default="pil-nearest"),
         image_padding=_str(source, raw, "image_padding", IMAGE_PADDING, default="mean"),
+        normalise=_str(source, raw, "normalise", NORMALISE, default="unit-range"),
         miou_metric=_str(source, raw, "miou_metric", MIOU_METRICS, default="miou"),
+        fbiou_metric=_str(source, raw, "fbiou_metric", FBIOU_METRICS, default="fbiou"),
         original_lists=_optional_str(source, raw, "original_lists"),
         split_scheme=_str(source, raw, "split_scheme", SPLIT_SCHEMES, default="interleaved"),
         novel_in_training=_str(source, raw, "novel_in_training", NOVEL_IN_TRAINING, default="relabel"),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from .errors import InputError
@@ -56,6 +57,7 @@ class RunInfo:
     protocol_path: str = ""
     records_sha256: str | None = None
     code_closure: tuple = ()       # the modules the run loaded (name, path, sha256), re-hashed to warn of stale rows
+    fold_classes: tuple = ()       # the fold's test classes (empty for runs written before it was recorded)
     label: str = ""  # the table row this run belongs to (set by select_runs)
 
     @property
@@ -91,7 +93,8 @@ def run_info_from_json(path: Path, info: dict) -> RunInfo:
                    _checkpoint_recipe(info.get("checkpoint_provenance")), bool(info.get("checkpoint_other_shot")),
                    info.get("row_label"), bool(info.get("episode_list_custom")), info.get("train_seed"),
                    info.get("protocol_sha256") or "", info.get("protocol_path") or "", info.get("records_sha256"),
-                   tuple(json.dumps(entry, sort_keys=True) for entry in info.get("code_closure") or []))
+                   tuple(json.dumps(entry, sort_keys=True) for entry in info.get("code_closure") or []),
+                   tuple(int(c) for c in info.get("fold_classes") or ()))
 
 
 def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunInfo]:
@@ -244,7 +247,8 @@ def load_records(runs: list[RunInfo], warn: Callable[[str], None] = _stderr) -> 
         frame = frame.assign(protocol=run.protocol, protocol_sha256=run.protocol_sha256, method=run.label or run.method, method_name=run.method,
                              fold=run.fold, shot=run.shot, seed=run.seed,
                              train_seed=NO_TRAIN_SEED if run.train_seed is None else run.train_seed, limit=run.limit, pretrained=run.pretrained,
-                             other_shot=run.other_shot, run_dir=str(run.path))
+                             other_shot=run.other_shot, run_dir=str(run.path),
+                             fold_classes=len(run.fold_classes) if run.fold_classes else np.nan)
         frames.append(frame)
     if not frames:
         raise InputError("no complete runs found (run `fsseg-bench run` first)")

@@ -18,18 +18,35 @@ from .prototypes import upsample_scores
 
 def scoring_label(prepared: PreparedLabel, label_value: int, protocol) -> np.ndarray:
     """The query's binary label {0, 1, ignore} at the protocol's scoring resolution: the resized
-    label, the original one, or (PFENet) the original padded with ignore to a square of its longer side."""
+    label, the original one, or (PFENet) the original padded with ignore to a square of its longer side.
+
+    The label's void pixels (`ignore_index`) are left out of every count when `query_ignore` is
+    "ignore", and count as background when it is "background" (HSNet on COCO-20i). Padding added
+    by the resize is never scored, whatever the void rule."""
     if protocol.score_at == "resized":
-        label = prepared.label.numpy()
+        label, padding = prepared.label.numpy(), _padding_mask(prepared.label.shape, prepared.content_size)
     elif protocol.score_at == "original":
-        label = prepared.original_label
+        label, padding = prepared.original_label, None
     else:  # original-square
         side = max(prepared.original_label.shape)
         label = np.full((side, side), protocol.ignore_index, dtype=np.uint8)
         label[:prepared.original_label.shape[0], :prepared.original_label.shape[1]] = prepared.original_label
+        padding = _padding_mask((side, side), prepared.original_label.shape)
     binary = (label == label_value).astype(np.uint8)
-    binary[label == protocol.ignore_index] = protocol.ignore_index
+    if getattr(protocol, "query_ignore", "ignore") == "ignore":
+        binary[label == protocol.ignore_index] = protocol.ignore_index
+    if padding is not None:
+        binary[padding] = protocol.ignore_index
     return binary
+
+
+def _padding_mask(shape, content) -> np.ndarray | None:
+    """True outside the content rectangle (None when there is no padding)."""
+    if tuple(content) == tuple(shape[:2]):
+        return None
+    mask = np.ones(shape[:2], dtype=bool)
+    mask[:content[0], :content[1]] = False
+    return mask
 
 
 def scoring_prediction(scores: torch.Tensor, prepared: PreparedLabel, protocol) -> torch.Tensor:

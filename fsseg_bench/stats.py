@@ -41,14 +41,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-METRICS = ("miou", "fbiou", "episode_miou", "miou_panet_metric")
+METRICS = ("miou", "fbiou", "episode_miou", "miou_panet_metric", "fbiou_panet_metric")
 _SUM_COLUMNS = ("fg_intersection", "fg_union", "bg_intersection", "bg_union", "episode_iou", "episode_scored",
-                "panet_fg_intersection", "panet_fg_union")
+                "panet_fg_intersection", "panet_fg_union", "panet_bg_intersection", "panet_bg_union")
 # The sums each metric reads: resampling only those keeps every replicate identical and cheaper.
 _METRIC_COLUMNS = {"miou": ("fg_intersection", "fg_union"),
                    "fbiou": ("fg_intersection", "fg_union", "bg_intersection", "bg_union"),
                    "episode_miou": ("episode_iou", "episode_scored"),
-                   "miou_panet_metric": ("panet_fg_intersection", "panet_fg_union")}
+                   "miou_panet_metric": ("panet_fg_intersection", "panet_fg_union"),
+                   "fbiou_panet_metric": ("panet_fg_intersection", "panet_fg_union", "panet_bg_intersection",
+                                          "panet_bg_union")}
+_FBIOU_PREFIX = {"fbiou": "", "fbiou_panet_metric": "panet_"}
 DEFAULT_RESAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 20191027  # fixed: the same records always give the same interval
 NO_TRAIN_SEED = -1  # the `train_seed` of a run whose method is not trained (or whose checkpoint says none)
@@ -74,14 +77,18 @@ def _episode_columns(records: pd.DataFrame) -> dict[str, np.ndarray]:
     union = records["fg_union"].to_numpy(float)
     scored = union > 0
     iou = np.divide(records["fg_intersection"].to_numpy(float), union, out=np.zeros_like(union), where=scored)
-    # PANet's Metric counts an episode for its class only when the query's label holds the class.
-    has_class = records["true_fg"].to_numpy(float) > 0
+    # PANet's Metric counts an episode for a label (foreground, background) only when the query's
+    # label holds pixels of it; true background = TN + FP = bg_intersection + pred_fg - fg_intersection.
     intersection = records["fg_intersection"].to_numpy(float)
-    return {"fg_intersection": intersection, "fg_union": union,
-            "bg_intersection": records["bg_intersection"].to_numpy(float),
-            "bg_union": records["bg_union"].to_numpy(float), "episode_iou": iou, "episode_scored": scored.astype(float),
+    bg_intersection, bg_union = records["bg_intersection"].to_numpy(float), records["bg_union"].to_numpy(float)
+    has_class = records["true_fg"].to_numpy(float) > 0
+    has_background = (bg_intersection + records["pred_fg"].to_numpy(float) - intersection) > 0
+    return {"fg_intersection": intersection, "fg_union": union, "bg_intersection": bg_intersection,
+            "bg_union": bg_union, "episode_iou": iou, "episode_scored": scored.astype(float),
             "panet_fg_intersection": np.where(has_class, intersection, 0.0),
-            "panet_fg_union": np.where(has_class, union, 0.0)}
+            "panet_fg_union": np.where(has_class, union, 0.0),
+            "panet_bg_intersection": np.where(has_background, bg_intersection, 0.0),
+            "panet_bg_union": np.where(has_background, bg_union, 0.0)}
 
 
 @dataclass(frozen=True)
@@ -123,9 +130,10 @@ def _run_value(sums: dict[str, np.ndarray], cols: np.ndarray, metric: str) -> np
             prefix = "panet_" if metric == "miou_panet_metric" else ""
             per_class = sums[f"{prefix}fg_intersection"][:, cols] / sums[f"{prefix}fg_union"][:, cols]
             return np.nanmean(per_class, axis=1)
-        if metric == "fbiou":
-            fg = sums["fg_intersection"][:, cols].sum(1) / sums["fg_union"][:, cols].sum(1)
-            bg = sums["bg_intersection"][:, cols].sum(1) / sums["bg_union"][:, cols].sum(1)
+        if metric in _FBIOU_PREFIX:
+            p = _FBIOU_PREFIX[metric]
+            fg = sums[f"{p}fg_intersection"][:, cols].sum(1) / sums[f"{p}fg_union"][:, cols].sum(1)
+            bg = sums[f"{p}bg_intersection"][:, cols].sum(1) / sums[f"{p}bg_union"][:, cols].sum(1)
             return (fg + bg) / 2
         if metric == "episode_miou":
             return sums["episode_iou"][:, cols].sum(1) / sums["episode_scored"][:, cols].sum(1)
@@ -160,9 +168,9 @@ def _coefficients(sums: dict[str, np.ndarray], cols: np.ndarray, metric: str) ->
             n_classes = counted.sum(1, keepdims=True)
             a_inter = np.where(counted, 1 / (n_classes * union), 0.0)
             return {f"{prefix}fg_intersection": a_inter, f"{prefix}fg_union": np.where(counted, -a_inter * inter / union, 0.0)}
-        if metric == "fbiou":
-            out = {}
-            for inter_name, union_name in (("fg_intersection", "fg_union"), ("bg_intersection", "bg_union")):
+        if metric in _FBIOU_PREFIX:
+            out, p = {}, _FBIOU_PREFIX[metric]
+            for inter_name, union_name in ((f"{p}fg_intersection", f"{p}fg_union"), (f"{p}bg_intersection", f"{p}bg_union")):
                 inter = sums[inter_name][:, cols].sum(1, keepdims=True)
                 union = sums[union_name][:, cols].sum(1, keepdims=True)
                 shape = sums[inter_name][:, cols].shape

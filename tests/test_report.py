@@ -35,11 +35,11 @@ def test_csv_round_trips(results, capsys):
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"fold": str})
     assert list(frame.columns) == ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high",
                                    "ci_method", "n_seeds", "n_train_seeds", "n_episodes", "limited", "pretrained",
-                                   "other_shot_checkpoint"]
+                                   "other_shot_checkpoint", "n_classes", "fold_classes"]
     assert frame["limited"].all() and set(frame[frame.method == "knn"]["pretrained"]) == {False}  # runs use --limit
     summary = summarise(records_of(results), resamples=200)
-    assert len(frame) == len(summary) == 3 * 2 * 5 * 4 * 2  # methods x shots x (4 folds + mean) x metrics x intervals
-    assert set(frame["metric"]) == {"miou", "fbiou", "episode_miou", "miou_panet_metric"}
+    assert len(frame) == len(summary) == 3 * 2 * 5 * 5 * 2  # methods x shots x (4 folds + mean) x metrics x intervals
+    assert set(frame["metric"]) == {"miou", "fbiou", "episode_miou", "miou_panet_metric", "fbiou_panet_metric"}
     np.testing.assert_array_equal(frame["value"].to_numpy(), summary["value"].to_numpy())  # full precision
     assert set(frame["fold"]) == {"0", "1", "2", "3", "mean"}
     # Studentised over episodes, or the percentile interval where a cell's resamples cannot differ

@@ -145,13 +145,13 @@ def episode_list_for(protocol: Protocol, tree, fold: int, shot: int, seed: int, 
     dataset = dataset_for(protocol, tree)
     if episode_list is not None:
         path = Path(episode_list)
-        episodes, sha256 = read_episode_list(path)
+        episodes, sha256 = read_episode_list(path, dataset.num_classes)
         check_custom_list(episodes, fold, shot, str(path), dataset)
         check_episode_ids(episodes, index, str(path))
         return ResolvedEpisodes(episodes, sha256, path, {"kind": "custom", "path": str(path.resolve())})
     committed = committed_episode_path(protocol, fold, shot, seed)
     if committed.is_file() and is_committed_protocol(protocol):
-        episodes, sha256 = read_episode_list(committed)
+        episodes, sha256 = read_episode_list(committed, dataset.num_classes)
         check_pin(protocol, fold, shot, seed, sha256, str(committed))
         check_episode_ids(episodes, index, str(committed))
         return ResolvedEpisodes(episodes, sha256, committed, {"kind": "committed"})

@@ -78,20 +78,21 @@ def compare_cached(records: pd.DataFrame, base: str, variant: str, metric: str, 
 
 def indistinguishable_from_best(records: pd.DataFrame, summary: pd.DataFrame, methods: list[str],
                                 miou_metric: str = "miou", resamples: int = DEFAULT_RESAMPLES,
-                                level: float = 0.05, cache: dict | None = None) -> dict[tuple, set[str]]:
+                                level: float = 0.05, cache: dict | None = None,
+                                fbiou_metric: str = "fbiou") -> dict[tuple, set[str]]:
     """{table column: rows to print bold}: the best value and every row whose paired test against it
     (same episodes; sign-flip permutation p-value) is not significant at `level`. Rows that were not
     run on the same episodes as the best cannot be tested and are not bold."""
     from .tables import best_in_column, column_metric, paper_grid
 
-    _, columns, cells = paper_grid(summary, methods, miou_metric)
+    _, columns, cells = paper_grid(summary, methods, miou_metric, fbiou_metric)
     comparisons: dict[tuple, dict | None] = {}
     bold = {}
     for column in columns:
         chosen = best_in_column(cells, methods, column)
         if len(chosen) == 1:
             top = next(iter(chosen))
-            metric, fold = column_metric(column, miou_metric)
+            metric, fold = column_metric(column, miou_metric, fbiou_metric)
             for method in methods:
                 if method in chosen or (method, column) not in cells:
                     continue

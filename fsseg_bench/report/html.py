@@ -80,6 +80,11 @@ def honesty_warnings(summary: pd.DataFrame, records: pd.DataFrame) -> list[str]:
     names = sorted(set(summary[summary["pretrained"] == False]["method"]))  # noqa: E712
     if names:
         warnings.append("an encoder without pretrained weights: " + ", ".join(names))
+    partial = sorted({(r.method, int(r.shot)) for r in primary_rows.itertuples()
+                      if not pd.isna(getattr(r, "fold_classes", float("nan"))) and r.n_classes < r.fold_classes})
+    if partial:
+        warnings.append("cells averaged over fewer classes than the fold has (marked [n/N]; the original scripts "
+                        "would count a missing class as 0): " + ", ".join(f"{m} at {s} shot" for m, s in partial))
     one_model = sorted({(r.method, int(r.shot)) for r in primary_rows.itertuples() if r.n_train_seeds == 1})
     if one_model:
         warnings.append("a single trained model per fold (one training seed; `train --seed S ...` and "
@@ -97,11 +102,11 @@ def honesty_warnings(summary: pd.DataFrame, records: pd.DataFrame) -> list[str]:
     return warnings
 
 
-def _main_table(summary, rows, miou_metric, bold) -> str:
+def _main_table(summary, rows, miou_metric, bold, fbiou_metric="fbiou") -> str:
     from .summary import primary as primary_rows
     from .tables import column_metric, paper_grid
 
-    labels, columns, cells = paper_grid(summary, rows, miou_metric)
+    labels, columns, cells = paper_grid(summary, rows, miou_metric, fbiou_metric)
     primary = primary_rows(summary)
     head = "".join(f"<th>{shot}-shot {('FB-IoU' if f == 'fbiou' else 'Mean' if f == 'mean' else 'Fold-' + f)}</th>"
                    for shot, f in columns)
@@ -110,7 +115,7 @@ def _main_table(summary, rows, miou_metric, bold) -> str:
     for method, label in zip(rows, labels):
         tds = [f'<td data-value="{_e(label)}"><a href="#{_anchor("runs", protocol, method)}">{_e(label)}</a></td>']
         for column in columns:
-            metric, fold = column_metric(column, miou_metric)
+            metric, fold = column_metric(column, miou_metric, fbiou_metric)
             match = primary[(primary.method == method) & (primary.shot == column[0]) & (primary.fold == fold)
                             & (primary.metric == metric)]
             if (method, column) not in cells or not len(match):
@@ -287,13 +292,14 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
             continue  # a protocol folder without complete runs
         try:
             loaded = load_protocol(protocol)
-            miou_metric, description = loaded.miou_metric, loaded.description
+            miou_metric, fbiou_metric, description = loaded.miou_metric, loaded.fbiou_metric, loaded.description
         except InputError:  # a protocol given by path: its name is not a built-in
-            miou_metric, description = "miou", ""
+            miou_metric, fbiou_metric, description = "miou", "fbiou", ""
         summary = summarise(records, resamples=resamples)
         rows = row_order(summary["method"].unique())
         cache: dict = {}  # paired comparisons shared by the bold marks and the pairwise matrix
-        bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples, cache=cache)
+        bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples, cache=cache,
+                                           fbiou_metric=fbiou_metric)
         warnings = honesty_warnings(summary, records)
         warn_html = ("".join(f"<div class='warn'>⚠ {_e(w)}</div>" for w in warnings) if warnings
                      else "<div class='ok'>No cell rests on a single seed or trained model, --limit, an unpretrained encoder or an "
@@ -308,8 +314,8 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
         toc.append(f"<li><a href='#{anchor}'>{_e(title)}</a></li>")
         sections.append(
             f"<section id='{anchor}'><h2>{_e(title)}</h2><p>{_e(description)}</p>{warn_html}"
-            f"<h3>Main table</h3>{_main_table(summary, rows, miou_metric, bold)}"
-            f"<p class='note'>{_e(legend(summary, miou_metric, True))} The best seed is never selected: every value is "
+            f"<h3>Main table</h3>{_main_table(summary, rows, miou_metric, bold, fbiou_metric)}"
+            f"<p class='note'>{_e(legend(summary, miou_metric, True, fbiou_metric))} The best seed is never selected: every value is "
             f"the mean over all seeds run. Click a column header to sort.</p>"
             f"<h3>Training seeds and episode seeds</h3>{_training_seeds_table(summary, miou_metric)}"
             f"<h3>Pairwise comparisons</h3>{pairs_html}"

@@ -15,7 +15,8 @@ import pandas as pd
 from .. import stats
 
 SUMMARY_COLUMNS = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
-                   "n_seeds", "n_train_seeds", "n_episodes", "limited", "pretrained", "other_shot_checkpoint"]
+                   "n_seeds", "n_train_seeds", "n_episodes", "n_classes", "fold_classes", "limited", "pretrained",
+                   "other_shot_checkpoint"]
 # The interval a table cell shows, most complete first: across training seeds (both levels of
 # noise), across episode seeds, across episodes.
 PRIMARY_ORDER = ("train-seeds-t95", "seeds-t95", "episodes-bootstrap-t95", "episodes-bootstrap95")
@@ -40,7 +41,7 @@ def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = sta
                 intervals = stats.fold_intervals(fold_records, metric, resamples, rng)
                 per_fold.append(intervals)
                 counts = {"n_seeds": fold_records["seed"].nunique(), "n_train_seeds": _train_seeds(fold_records),
-                          "n_episodes": len(fold_records)}
+                          "n_episodes": len(fold_records), **_class_counts([fold_records])}
                 for interval in (intervals.seeds, intervals.train_seeds, intervals.episodes):
                     if interval.method != "none" or interval is intervals.seeds:
                         rows.append({**base, "fold": str(fold), "metric": metric, **_percent(interval), **counts})
@@ -48,11 +49,26 @@ def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = sta
                 seed_ci, train_ci, episode_ci = stats.fold_mean_intervals(per_fold)
                 counts = {"n_seeds": min(len(f.seed_values) for f in per_fold),
                           "n_train_seeds": min(_train_seeds(group[group.fold == f]) for f in folds),
-                          "n_episodes": len(group)}
+                          "n_episodes": len(group), **_class_counts([group[group.fold == f] for f in folds])}
                 for interval in (seed_ci, train_ci, episode_ci):
                     if interval.method != "none" or interval is seed_ci:
                         rows.append({**base, "fold": "mean", "metric": metric, **_percent(interval), **counts})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _class_counts(per_fold: list[pd.DataFrame]) -> dict:
+    """Classes the cell averages over, and the folds' own class count (NaN when the runs did not
+    record it): a cell with fewer is not the protocol's full number."""
+    n_classes = sum(int(records["class_id"].nunique()) for records in per_fold)
+    known = all("fold_classes" in r and r["fold_classes"].notna().any() for r in per_fold)
+    fold_classes = sum(int(r["fold_classes"].max()) for r in per_fold) if known else np.nan
+    return {"n_classes": n_classes, "fold_classes": fold_classes}
+
+
+def partial_classes(row) -> bool:
+    """True when a summary row averages over fewer classes than its folds have."""
+    fold_classes = row.get("fold_classes") if hasattr(row, "get") else row["fold_classes"]
+    return fold_classes is not None and not pd.isna(fold_classes) and row["n_classes"] < fold_classes
 
 
 def _train_seeds(records: pd.DataFrame) -> int:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..stats import PairedComparison
 from .order import row_order
-from .summary import primary
+from .summary import partial_classes, primary
 
 FOLD_COLUMNS = ["0", "1", "2", "3", "mean"]
 LIMIT_MARK, NOT_PRETRAINED_MARK, OTHER_SHOT_MARK = "†", "‡", "§"
@@ -27,11 +27,31 @@ MIOU_NOTES = {
     "miou_panet_metric": "mIoU is PANet's Metric (class-pooled, but a query whose label lacks the class is "
                          "not counted, so its false positives are not either)",
 }
+FBIOU_NOTES = {
+    "fbiou": "FB-IoU pools every episode, then takes the mean over folds",
+    "fbiou_panet_metric": "FB-IoU is PANet's get_mIoU_binary (foreground pooled over the episodes whose query "
+                          "holds the class, background over those whose query holds background), mean over folds",
+}
 
 
 def _cell(row) -> str:
     half = (row["ci_high"] - row["ci_low"]) / 2
-    return f"{row['value']:.1f}" if math.isnan(half) else f"{row['value']:.1f} ± {half:.1f}"
+    text = f"{row['value']:.1f}" if math.isnan(half) else f"{row['value']:.1f} ± {half:.1f}"
+    if str(row["metric"]).startswith("miou") and partial_classes(row):
+        text += f" [{int(row['n_classes'])}/{int(row['fold_classes'])}]"
+    return text
+
+
+def has_partial_cells(summary: pd.DataFrame) -> bool:
+    """Some mIoU cell averages over fewer classes than its folds have."""
+    if "fold_classes" not in summary:
+        return False
+    rows = summary[summary["metric"].astype(str).str.startswith("miou")]
+    return bool((rows["fold_classes"].notna() & (rows["n_classes"] < rows["fold_classes"])).any())
+
+
+PARTIAL_NOTE = ("[n/N]: the mIoU averages the n classes that have episodes, of the folds' N (a run with --limit or a "
+                "list that misses classes); HSNet's and PFENet's scripts would count each missing class as 0")
 
 
 def table_columns(summary: pd.DataFrame) -> list[tuple]:
@@ -39,13 +59,13 @@ def table_columns(summary: pd.DataFrame) -> list[tuple]:
     return [c for shot in shots for c in [(int(shot), f) for f in FOLD_COLUMNS] + [(int(shot), "fbiou")]]
 
 
-def column_metric(column: tuple, miou_metric: str = "miou") -> tuple[str, str]:
+def column_metric(column: tuple, miou_metric: str = "miou", fbiou_metric: str = "fbiou") -> tuple[str, str]:
     """(metric, fold key of the summary) shown in a table column."""
-    return ("fbiou", "mean") if column[1] == "fbiou" else (miou_metric, column[1])
+    return (fbiou_metric, "mean") if column[1] == "fbiou" else (miou_metric, column[1])
 
 
 def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None,
-               miou_metric: str = "miou") -> tuple[list[str], list[tuple], dict]:
+               miou_metric: str = "miou", fbiou_metric: str = "fbiou") -> tuple[list[str], list[tuple], dict]:
     """(row labels with marks, column keys (shot, fold|'fbiou'), {(method, column): (text, value)})."""
     chosen = primary(summary)
     methods = methods or row_order(chosen["method"].unique())
@@ -53,7 +73,7 @@ def paper_grid(summary: pd.DataFrame, methods: list[str] | None = None,
     cells = {}
     for method in methods:
         for column in columns:
-            metric, key_fold = column_metric(column, miou_metric)
+            metric, key_fold = column_metric(column, miou_metric, fbiou_metric)
             shot = column[0]
             match = chosen[(chosen.method == method) & (chosen.shot == shot) & (chosen.fold == key_fold) & (chosen.metric == metric)]
             if len(match):
@@ -84,7 +104,7 @@ def _header_name(fold: str) -> str:
     return {"mean": "Mean", "fbiou": "FB-IoU"}.get(fold, f"Fold-{fold}")
 
 
-def legend(summary: pd.DataFrame, miou_metric: str = "miou", tested: bool = False) -> str:
+def legend(summary: pd.DataFrame, miou_metric: str = "miou", tested: bool = False, fbiou_metric: str = "fbiou") -> str:
     """What the cells, the bold and the marks mean (plain text; each format renders it)."""
     kinds = set(primary(summary)["ci_method"])
     names = {"train-seeds-t95": "across training seeds (Student t over the trained models' values; holds the "
@@ -96,16 +116,16 @@ def legend(summary: pd.DataFrame, miou_metric: str = "miou", tested: bool = Fals
                 "; ".join(names[k] for k in names if k in kinds) + ", whichever comes first for the cell")
     bold = ("Bold: the best value of each column and every value a paired test (sign-flip permutation on the same "
             "episodes) cannot tell from it at the 5% level." if tested else "Bold: the best value of each column.")
-    return (f"± is the half-width of the 95% interval {interval}. {MIOU_NOTES[miou_metric]}; FB-IoU is the mean over "
-            f"folds. {bold} {LIMIT_MARK}: run with --limit (not the full protocol); {NOT_PRETRAINED_MARK}: encoder "
+    return (f"± is the half-width of the 95% interval {interval}. {MIOU_NOTES[miou_metric]}; {FBIOU_NOTES[fbiou_metric]}. "
+            f"{bold} {LIMIT_MARK}: run with --limit (not the full protocol); {NOT_PRETRAINED_MARK}: encoder "
             f"without pretrained weights; {OTHER_SHOT_MARK}: some runs used a checkpoint trained at another shot "
-            f"(--allow-other-shot).")
+            f"(--allow-other-shot)." + (f" {PARTIAL_NOTE}." if has_partial_cells(summary) else ""))
 
 
 def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou",
-                   bold: dict | None = None) -> str:
+                   bold: dict | None = None, fbiou_metric: str = "fbiou") -> str:
     methods = methods or row_order(summary["method"].unique())
-    labels, columns, cells = paper_grid(summary, methods, miou_metric)
+    labels, columns, cells = paper_grid(summary, methods, miou_metric, fbiou_metric)
     header = "| Method | " + " | ".join(f"{shot}-shot {_header_name(f)}" for shot, f in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for method, label in zip(methods, labels):
@@ -115,7 +135,7 @@ def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou
             texts.append(f"**{text}**" if method in _bold_set(cells, methods, column, bold) else text)
         lines.append(f"| {markdown_escape(label)} | " + " | ".join(texts) + " |")
     protocol = ", ".join(markdown_escape(p) for p in sorted(summary["protocol"].unique()))
-    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {legend(summary, miou_metric, bold is not None)}\n"
+    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {legend(summary, miou_metric, bold is not None, fbiou_metric)}\n"
 
 
 _MARKDOWN_ESCAPES = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]",
@@ -142,9 +162,9 @@ def latex_escape(text: str) -> str:
 
 
 def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_metric: str = "miou",
-                bold: dict | None = None) -> str:
+                bold: dict | None = None, fbiou_metric: str = "fbiou") -> str:
     methods = methods or row_order(summary["method"].unique())
-    labels, columns, cells = paper_grid(summary, methods, miou_metric)
+    labels, columns, cells = paper_grid(summary, methods, miou_metric, fbiou_metric)
     shots = sorted({shot for shot, _ in columns})
     per_shot = len(columns) // len(shots)
     lines = [r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
@@ -159,13 +179,13 @@ def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_me
             texts.append(rf"\textbf{{{text}}}" if method in _bold_set(cells, methods, column, bold) else text)
         lines.append(latex_escape(label) + " & " + " & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
-              r"\par\smallskip{\footnotesize " + latex_escape(legend(summary, miou_metric, bold is not None)) + "}"]
+              r"\par\smallskip{\footnotesize " + latex_escape(legend(summary, miou_metric, bold is not None, fbiou_metric)) + "}"]
     return "\n".join(lines) + "\n"
 
 
 def csv_table(summary: pd.DataFrame) -> str:
     columns = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
-               "n_seeds", "n_train_seeds", "n_episodes", *FLAG_COLUMNS]
+               "n_seeds", "n_train_seeds", "n_episodes", *FLAG_COLUMNS, "n_classes", "fold_classes"]
     return summary[columns].to_csv(index=False, float_format="%.17g")
 
 
@@ -178,7 +198,8 @@ def _difference_rows(comparisons: dict[int, dict]) -> list[tuple[int, str, Paire
 
 
 def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: dict[int, dict],
-                   miou_metric: str = "miou", format: str = "markdown", bold: dict | None = None) -> str:
+                   miou_metric: str = "miou", format: str = "markdown", bold: dict | None = None,
+                   fbiou_metric: str = "fbiou") -> str:
     """The two rows of an ablation and, per shot, the paired difference (variant - base) per fold,
     as markdown, LaTeX or CSV (the CSV: the two rows' summary, then one line per difference)."""
     metric_name = "mIoU" if miou_metric == "miou" else miou_metric
@@ -196,7 +217,7 @@ def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: 
         pd.DataFrame(rows).to_csv(buffer, index=False, float_format="%.17g")
         return buffer.getvalue()
     if format == "latex":
-        table = latex_table(summary, [base, variant], miou_metric, bold)
+        table = latex_table(summary, [base, variant], miou_metric, bold, fbiou_metric)
         lines = [table, rf"\begin{{tabular}}{{l{'c' * len(FOLD_COLUMNS)}}}", r"\toprule",
                  "shot & " + " & ".join(_header_name(f) for f in FOLD_COLUMNS) + r" \\", r"\midrule"]
         for shot, per_fold in sorted(comparisons.items()):
@@ -205,7 +226,7 @@ def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: 
             lines.append(f"{shot}-shot & " + " & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip{\footnotesize " + latex_escape(caption) + ".}"]
         return "\n".join(lines) + "\n"
-    table = markdown_table(summary, [base, variant], miou_metric, bold)
+    table = markdown_table(summary, [base, variant], miou_metric, bold, fbiou_metric)
     lines = [table.rstrip("\n"), "", caption + ":", "",
              "| shot | " + " | ".join(_header_name(f) for f in FOLD_COLUMNS) + " |", "|---|" + "---|" * len(FOLD_COLUMNS)]
     for shot, per_fold in sorted(comparisons.items()):

@@ -20,7 +20,7 @@ import torch
 from ..checkpoints import check_checkpoint, checkpoint_provenance
 from ..console import collected, silenced
 from ..data.png import write_mask_png
-from ..data.source import class_index, episode_list_for, resolve_tree
+from ..data.source import class_index, dataset_for, episode_list_for, resolve_tree
 from ..data.voc import ClassIndex
 from ..episodes import EpisodeSpec
 from ..errors import InputError
@@ -440,7 +440,10 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "episode_list_path": str(Path(prepared.list_path).resolve()), "episode_source": prepared.episode_source,
         "episode_list_custom": prepared.episode_source.get("kind") == "custom",
         "data_root": str(prepared.tree.root.resolve()), "dataset": protocol.dataset,
-        "data_split": protocol.split, "code_files": list(code_files), "code_fingerprint_from": code_how,
+        "data_split": protocol.split,
+        # The fold's classes: a table cell averaged over fewer (a --limit run) says so.
+        "fold_classes": dataset_for(protocol, prepared.tree).fold_test_classes(request.fold),
+        "code_files": list(code_files), "code_fingerprint_from": code_how,
         "method_origin": prepared.entry.origin, "plugins": list(request.plugins), "row_label": request.row_label,
         "checkpoint": checkpoint["path"] if checkpoint else None, "checkpoint_provenance": checkpoint,
         "checkpoint_other_shot": bool(checkpoint and checkpoint["kind"] == "fsseg-bench"
