@@ -1,8 +1,10 @@
 """Backbones: PANet's VGG16 encoder, ResNet-50 (timm, layers 2+3), and a small CNN for CPU runs.
 
 Weights come from a path the user gives or from the local torch / timm caches; nothing is ever
-downloaded. Without weights the backbone is randomly initialised, a warning says so loudly, and
-the caller records `pretrained: false`.
+downloaded. `smallcnn` loads its shipped stand-in pretraining (`pretrain.py`, sha256-checked)
+unless weights are given; `--weights none` is the seeded random init. Without weights the
+backbone is randomly initialised, a warning says so loudly, and the caller records
+`pretrained: false`.
 """
 
 from __future__ import annotations
@@ -109,6 +111,25 @@ def _timm_cache_candidates(model: str) -> list[Path]:
     return sorted(hub.glob(f"models--timm--{model}*/snapshots/*/model.safetensors")) if hub.is_dir() else []
 
 
+NO_WEIGHTS = "none"  # `--weights none`: the seeded random init, whatever the caches hold
+
+
+def standin_candidates(architecture: str) -> list[Path]:
+    """The shipped stand-in weights of `architecture` (`smallcnn`, `smallcnn-pyramid`), checked
+    against their recorded sha256: an edited file is an error, never silently other weights."""
+    from .contenthash import file_sha256
+    from .pretrain import standin_weights
+
+    shipped = standin_weights(architecture)
+    if shipped is None or not shipped[0].is_file():
+        return []
+    path, expected = shipped
+    if file_sha256(path) != expected:
+        raise InputError(f"{path}: sha256 {file_sha256(path)} is not the shipped stand-in weights' {expected}; "
+                         f"reinstall fsseg-bench, or rebuild them with `fsseg-bench pretrain-standin`")
+    return [path]
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
@@ -151,8 +172,8 @@ def _load_resnet50(model: ResNet50Features, state: dict[str, torch.Tensor], sour
 def warn_not_pretrained(name: str, looked: str) -> None:
     from .console import warn
 
-    if name == "smallcnn":  # the stand-in's small CNN has no published weights to point at
-        warn("backbone 'smallcnn' has no pretrained weights (none exist for it): it starts from a seeded random "
+    if name == "smallcnn":  # the stand-in's small CNN: its weights come with the package
+        warn(f"backbone 'smallcnn' without its stand-in pretraining ({looked}): it starts from a seeded random "
              "init and results record pretrained: false")
     else:
         warn(f"no pretrained weights for backbone {name!r} ({looked}); it is RANDOMLY initialised and results "
@@ -171,8 +192,12 @@ def build_backbone(name: str, weights: str | Path | None = None, seed: int = 0) 
         module = {"vgg16": VGG16Encoder, "resnet50": ResNet50Features, "smallcnn": SmallCNN}[name]()
     channels, stride = {"vgg16": (512, 8), "resnet50": (1536, 8), "smallcnn": (128, 4)}[name]
 
-    if weights is not None:
+    if weights is not None and str(weights) == NO_WEIGHTS:
+        candidates = []
+    elif weights is not None:
         candidates = [Path(weights)]
+    elif name == "smallcnn":
+        candidates = standin_candidates("smallcnn")
     elif name == "vgg16":
         candidates = _torch_cache_candidates("vgg16")
     elif name == "resnet50":
@@ -180,7 +205,8 @@ def build_backbone(name: str, weights: str | Path | None = None, seed: int = 0) 
     else:
         candidates = []
     if not candidates:
-        where = "no weights exist for it" if name == "smallcnn" else f"none given and none in {torch.hub.get_dir()}/checkpoints"
+        where = (f"weights={NO_WEIGHTS}" if str(weights) == NO_WEIGHTS else "its shipped file is missing"
+                 if name == "smallcnn" else f"none given and none in {torch.hub.get_dir()}/checkpoints")
         warn_not_pretrained(name, where)
         return Backbone(module, name, channels, stride, False, None)
     path = candidates[0]

@@ -43,6 +43,25 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_pretrain_standin(args) -> int:
+    """Rebuild the stand-in encoders' shipped weights (`fsseg_bench/pretrain.py`)."""
+    from .pretrain import STANDIN_WEIGHTS, PretrainRecipe, pretrain, save_weights
+
+    recipe = PretrainRecipe(**({"images": args.images} if args.images else {}),
+                            **({"steps": args.steps} if args.steps else {}))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for architecture, (name, expected) in STANDIN_WEIGHTS.items():
+        report = (lambda step, steps, loss, a=architecture: print(f"{a}: step {step}/{steps} loss {loss:.3f}",
+                                                                  flush=True)) if not args.quiet else None
+        result = pretrain(recipe, architecture, report)
+        sha256 = save_weights(result.state, args.out / name)
+        accuracy = ", ".join(f"{head} {100 * a:.1f}%" for head, a in zip(("shape", "texture", "hue"), result.accuracy))
+        same = "the shipped file's" if sha256 == expected else f"not the shipped {expected[:12]}"
+        print(f"{architecture}: {args.out / name} sha256 {sha256} ({same}); held-out accuracy {accuracy}; "
+              f"{result.seconds:.0f} s")
+    return 0
+
+
 def cmd_protocols(args) -> int:
     from .protocol import list_protocols, load_protocol
 
@@ -506,6 +525,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="generator seed (0: the committed episode lists' tree)")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("pretrain-standin", help="rebuild the stand-in encoders' pretrained weights (the stand-in's ImageNet)")
+    p.add_argument("--out", type=Path, required=True, help="folder for smallcnn-standin.pt and smallcnn-pyramid-standin.pt")
+    p.add_argument("--images", type=int, default=None, help="corpus size (default: the shipped recipe's)")
+    p.add_argument("--steps", type=int, default=None, help="SGD steps (default: the shipped recipe's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_pretrain_standin)
+
     p = sub.add_parser("protocols", help="list the built-in protocols")
     p.set_defaults(func=cmd_protocols)
 
@@ -689,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 EXAMPLES = {
+    "pretrain-standin": "fsseg-bench pretrain-standin --out /tmp/standin-weights   # compare with fsseg_bench/weights/",
     "synth": "fsseg-bench synth --layout coco --root data/coco-standin   # then run --protocol coco20i-hsnet --data-root data/coco-standin",
     "protocols": "fsseg-bench protocols",
     "episodes": "fsseg-bench episodes --protocol pascal5i-hsnet --data-root data/VOCdevkit --pairs-dir hsnet/data/splits/pascal/val",

@@ -9,8 +9,8 @@ consecutive taps share a scale.
   their ReLU), 24, 26, 28 (conv5_1..3, before their ReLU) and 30 (pool5): groups (3, 3, 1).
 - `resnet50` / `resnet101`: torchvision's ResNet, every bottleneck of layers 2-4 tapped after the
   residual sum and BEFORE the block's final ReLU: groups (4, 6, 3) / (4, 23, 3).
-- `smallcnn`: a small multi-scale CNN for CPU runs on the synthetic stand-in (no pretrained
-  weights exist for it): taps at strides 4, 8 and 16, groups (2, 2, 1).
+- `smallcnn`: a small multi-scale CNN for CPU runs on the synthetic stand-in, loaded by default
+  with its shipped stand-in pretraining (`pretrain.py`): taps at strides 4, 8 and 16, groups (2, 2, 1).
 
 Module names follow torchvision's (`features.N.*`, `conv1`, `layer2.0.conv1`, ...), so ImageNet
 state dicts load directly and a model holding the pyramid as `backbone` has the key layout of the
@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .backbones import _torch_cache_candidates, read_state_dict, warn_not_pretrained
+from .backbones import NO_WEIGHTS, _torch_cache_candidates, read_state_dict, standin_candidates, warn_not_pretrained
 from .errors import InputError
 
 
@@ -119,13 +119,14 @@ class PyramidEntry:
     build: Callable[[], nn.Module]
     group_sizes: tuple[int, ...]
     cache_prefix: str | None  # torch hub cache file prefix of its ImageNet weights
+    standin: str | None = None  # the shipped stand-in pretraining (`pretrain.py`) it loads by default
 
 
 PYRAMIDS = {
     "vgg16": PyramidEntry(VGG16Taps, (3, 3, 1), "vgg16"),
     "resnet50": PyramidEntry(lambda: ResNetTaps(50), (4, 6, 3), "resnet50"),
     "resnet101": PyramidEntry(lambda: ResNetTaps(101), (4, 23, 3), "resnet101"),
-    "smallcnn": PyramidEntry(SmallPyramidCNN, (2, 2, 1), None),
+    "smallcnn": PyramidEntry(SmallPyramidCNN, (2, 2, 1), None, "smallcnn-pyramid"),
 }
 
 
@@ -147,11 +148,17 @@ def build_pyramid(name: str, weights: str | Path | None = None, seed: int = 0) -
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = entry.build()
-    candidates = ([Path(weights)] if weights is not None
-                  else _torch_cache_candidates(entry.cache_prefix) if entry.cache_prefix else [])
+    if weights is not None and str(weights) == NO_WEIGHTS:
+        candidates = []
+    elif weights is not None:
+        candidates = [Path(weights)]
+    elif entry.standin is not None:
+        candidates = standin_candidates(entry.standin)
+    else:
+        candidates = _torch_cache_candidates(entry.cache_prefix) if entry.cache_prefix else []
     if not candidates:
-        where = ("no weights exist for it" if entry.cache_prefix is None
-                 else f"none given and none in {torch.hub.get_dir()}/checkpoints")
+        where = (f"weights={NO_WEIGHTS}" if str(weights) == NO_WEIGHTS else "its shipped file is missing"
+                 if entry.standin is not None else f"none given and none in {torch.hub.get_dir()}/checkpoints")
         warn_not_pretrained(name, where)
         return Pyramid(module, name, entry.group_sizes, False, None)
     load_pyramid_weights(module, read_state_dict(candidates[0]), str(candidates[0]))

@@ -203,11 +203,15 @@ def test_without_weights_it_says_so():
     from fsseg_bench.console import collected
 
     with collected() as warnings:
-        method = registry.create_method("panet", backbone="smallcnn")
+        method = registry.create_method("panet", backbone="smallcnn", weights="none")
         registry.create_method("panet", backbone="vgg16")
     assert method.pretrained is False
-    # The small CNN has no weights to point at; VGG16's warning says how to pass them.
-    assert any("'smallcnn' has no pretrained weights" in w and "--weights" not in w for w in warnings)
+    # The small CNN's warning names the choice (its shipped weights exist); VGG16's says how to pass them.
+    assert any("'smallcnn' without its stand-in pretraining (weights=none)" in w and "--weights" not in w
+               for w in warnings)
+    with collected() as quiet:
+        assert registry.create_method("panet", backbone="smallcnn").pretrained is True
+    assert not quiet
     assert any("'vgg16'" in w and "RANDOMLY initialised" in w and "--weights PATH" in w for w in warnings)
 
 

@@ -36,7 +36,7 @@ def test_csv_round_trips(results, capsys):
     assert list(frame.columns) == ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high",
                                    "ci_method", "n_seeds", "n_train_seeds", "n_episodes", "limited", "pretrained",
                                    "other_shot_checkpoint", "n_classes", "fold_classes"]
-    assert frame["limited"].all() and set(frame[frame.method == "knn"]["pretrained"]) == {False}  # runs use --limit
+    assert frame["limited"].all() and set(frame[frame.method == "knn"]["pretrained"]) == {True}  # runs use --limit
     summary = summarise(records_of(results), resamples=200)
     assert len(frame) == len(summary) == 3 * 2 * 5 * 5 * 2  # methods x shots x (4 folds + mean) x metrics x intervals
     assert set(frame["metric"]) == {"miou", "fbiou", "episode_miou", "miou_panet_metric", "fbiou_panet_metric"}
@@ -69,7 +69,7 @@ def test_markdown_and_latex_tables(results, capsys):
     markdown = capsys.readouterr().out
     lines = markdown.splitlines()
     assert lines[0].startswith("| Method | 1-shot Fold-0 |") and "5-shot FB-IoU" in lines[0]
-    assert sum(line.startswith("| knn†‡") for line in lines) == 1  # limited and not pretrained
+    assert sum(line.startswith("| knn† ") for line in lines) == 1  # limited; the stand-in encoder is pretrained
     assert "| support-copy† |" in markdown  # no encoder: no pretrained mark
     assert "**" in markdown and " ± " in markdown
     assert main(["table", "--results", str(results), "--format", "latex", "--resamples", "200"]) == 0

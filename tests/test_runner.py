@@ -98,7 +98,9 @@ def test_records_and_run_json(synthetic_root, tmp_path):
     for key in ("harness_version", "python", "torch", "timm", "git"):
         assert key in info["software"]
     assert info["status"] == "complete" and info["limit"] == 12 and info["n_episodes"] == 12
-    assert info["pretrained"] is False and info["method"] == "knn" and info["method_config"]["backbone"] == "smallcnn"
+    assert info["pretrained"] is True and info["method"] == "knn" and info["method_config"]["backbone"] == "smallcnn"
+    assert info["weights_sha256"] == [["weights", __import__("fsseg_bench.pretrain", fromlist=["x"]).STANDIN_WEIGHTS[
+        "smallcnn"][1]]]
     assert info["episode_list_sha256"] == "%s" % __import__("fsseg_bench.protocol", fromlist=["x"]).load_protocol(
         "synthetic5i").pinned_sha256(0, 1, 1234)
     assert directory.name.startswith("fold0-shot1-seed1234-") and directory.name.endswith(info["run_id"])

@@ -45,7 +45,7 @@ def test_short_training_lowers_the_loss(synthetic_root, tmp_path):
     state, meta = read_checkpoint(result.checkpoint)
     assert (meta["method"], meta["protocol"], meta["fold"], meta["shot"], meta["iteration"]) == ("panet", "synthetic5i", 0, 1, 80)
     assert meta["protocol_sha256"] == PROTOCOL.file_sha256 and meta["config"]["backbone"] == "smallcnn"
-    assert meta["pretrained"] is False and len(meta["state_sha256"]) == 64
+    assert meta["pretrained"] is True and len(meta["state_sha256"]) == 64
     sidecar = json.loads((result.checkpoint.parent / "final.json").read_text())
     assert sidecar["file_sha256"] == file_sha256(result.checkpoint)
 

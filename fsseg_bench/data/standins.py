@@ -59,24 +59,41 @@ def write_coco_standin(root: str | Path, config: CocoStandIn = CocoStandIn()) ->
     manifest = {"generator": "coco-standin", **asdict(config)}
     if _complete(manifest_path, manifest):
         return coco
+    for split in ("train2014", "val2014"):
+        (coco / split).mkdir(parents=True, exist_ok=True)
+        (coco / "annotations" / split).mkdir(parents=True, exist_ok=True)
+    for (split, number), (image, label) in coco_scene_images(config, with_keys=True):
+        stem = f"COCO_{split}_{number:012d}"
+        Image.fromarray(image).save(coco / split / f"{stem}.jpg", quality=92)
+        write_mask_png(coco / "annotations" / split / f"{stem}.png", label)
+    write_manifest(manifest_path, manifest)
+    return coco
+
+
+def coco_scene_images(config: CocoStandIn = CocoStandIn(), with_keys: bool = False):
+    """Every (image, label) the COCO stand-in writes, in order (with `with_keys`: ((split, number), pair))."""
     family = family_for(config.num_classes)
     scene = SyntheticConfig(seed=config.seed, min_side=config.min_side, max_side=config.max_side)
     numbers = {"train2014": range(0, config.n_train), "val2014": range(config.n_train, config.n_train + config.n_val)}
     for split, split_numbers in numbers.items():
-        (coco / split).mkdir(parents=True, exist_ok=True)
-        (coco / "annotations" / split).mkdir(parents=True, exist_ok=True)
         for number in split_numbers:
-            stem = f"COCO_{split}_{number:012d}"
-            image, label = render_image(scene, number, family, config.num_classes)
-            Image.fromarray(image).save(coco / split / f"{stem}.jpg", quality=92)
-            write_mask_png(coco / "annotations" / split / f"{stem}.png", label)
-    write_manifest(manifest_path, manifest)
-    return coco
+            pair = render_image(scene, number, family, config.num_classes)
+            yield ((split, number), pair) if with_keys else pair
 
 
 def fss_class_name(class_number: int, classes: int) -> str:
     """`<shape>_<texture>_h<hue>` folder names (FSS-1000's are lowercase words with underscores)."""
     return synthetic_class_name(class_number, family_for(classes)).replace("-", "_")
+
+
+def fss_scene_images(config: FssStandIn = FssStandIn(), with_keys: bool = False):
+    """Every (image, label) the FSS-1000 stand-in writes, in order (with `with_keys`: ((class, k), pair))."""
+    family = family_for(config.classes)
+    scene = SyntheticConfig(seed=config.seed, min_side=config.side, max_side=config.side)
+    for class_number in range(1, config.classes + 1):
+        for k in range(1, config.images_per_class + 1):
+            pair = render_image(scene, class_number * 1000 + k, family, config.classes, only_class=class_number)
+            yield ((class_number, k), pair) if with_keys else pair
 
 
 def write_fss_standin(root: str | Path, config: FssStandIn = FssStandIn()) -> Path:
@@ -87,18 +104,14 @@ def write_fss_standin(root: str | Path, config: FssStandIn = FssStandIn()) -> Pa
     manifest = {"generator": "fss1000-standin", **asdict(config)}
     if _complete(manifest_path, manifest):
         return fss
-    family = family_for(config.classes)
-    scene = SyntheticConfig(seed=config.seed, min_side=config.side, max_side=config.side)
     names = [fss_class_name(c, config.classes) for c in range(1, config.classes + 1)]
-    for class_number, name in enumerate(names, start=1):
+    for (class_number, k), (image, label) in fss_scene_images(config, with_keys=True):
+        name = names[class_number - 1]
         (fss / name).mkdir(parents=True, exist_ok=True)
-        for k in range(1, config.images_per_class + 1):
-            number = class_number * 1000 + k
-            image, label = render_image(scene, number, family, config.classes, only_class=class_number)
-            Image.fromarray(image).save(fss / name / f"{k}.jpg", quality=92)
-            # FSS-1000's masks: 0 / 255 grayscale, no void band.
-            mask = np.where(label == class_number, 255, 0).astype(np.uint8)
-            Image.fromarray(mask, mode="L").save(fss / name / f"{k}.png")
+        Image.fromarray(image).save(fss / name / f"{k}.jpg", quality=92)
+        # FSS-1000's masks: 0 / 255 grayscale, no void band.
+        mask = np.where(label == class_number, 255, 0).astype(np.uint8)
+        Image.fromarray(mask, mode="L").save(fss / name / f"{k}.png")
     rng = np.random.default_rng(config.seed)
     order = [names[i] for i in rng.permutation(len(names))]
     n_test, n_val = config.test_classes, config.val_classes
