@@ -25,6 +25,7 @@ from .registry import list_methods
 TRAINED = ("panet", "panet-noalign", "hsnet")
 # Training seeds per trained method (the schedule's seed, 1234, when not listed).
 TRAIN_SEEDS = {"panet": (1234, 1, 2)}
+QUICK_TRAIN_SEEDS: dict = {}  # the smoke test trains one model per (method, fold): the schedule's seed
 TRAINING_FREE = ("panet-init", "linear-probe", "knn", "support-copy", "all-foreground")
 
 
@@ -34,12 +35,14 @@ class DemoSettings:
     train_iterations: int | None
     seeds: tuple[int, ...] | None
     limit: int | None
+    train_seeds: dict       # method -> training seeds (absent: the schedule's seed)
+    resamples: int          # bootstrap resamples of the tables and the report
 
 
 def settings(quick: bool) -> DemoSettings:
     if quick:
-        return DemoSettings(True, 300, (1234, 1235), 40)
-    return DemoSettings(False, None, None, None)
+        return DemoSettings(True, 300, (1234, 1235), 40, QUICK_TRAIN_SEEDS, 200)
+    return DemoSettings(False, None, None, None, TRAIN_SEEDS, 1000)
 
 
 def _train_job(args) -> tuple[str, list[str]]:
@@ -57,13 +60,15 @@ def _train_job(args) -> tuple[str, list[str]]:
             f"{result.episodes_per_second:.0f}/s"), warnings
 
 
-def train_all(protocol, data_root: Path, out: Path, iterations: int | None, workers: int, quiet: bool) -> None:
+def train_all(protocol, data_root: Path, out: Path, iterations: int | None, workers: int, quiet: bool,
+              train_seeds: dict | None = None) -> None:
     from tqdm import tqdm
 
     # HSNet first: its models take longest, so the pool ends with the short PANet ones.
     jobs = [(protocol.path, method, fold, seed, str(data_root), str(out), iterations)
             for method in sorted(TRAINED, key=lambda m: m != "hsnet")
-            for seed in TRAIN_SEEDS.get(method, (protocol.training.seed,)) for fold in protocol.folds]
+            for seed in (TRAIN_SEEDS if train_seeds is None else train_seeds).get(method, (protocol.training.seed,))
+            for fold in protocol.folds]
     context = multiprocessing.get_context("spawn")
     from .console import interactive, say, warn
 
@@ -117,14 +122,14 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
 
     # Runs and checkpoints live in the results folder, where `run`, `table` and `compare` look (the
     # tour's commands then put a new method's rows next to these); the report goes to `out`.
-    train_all(protocol, tree.root, results_dir, choice.train_iterations, workers, quiet)
+    train_all(protocol, tree.root, results_dir, choice.train_iterations, workers, quiet, choice.train_seeds)
     trained_at = time.perf_counter()
 
     methods = [e.name for e in list_methods() if e.origin.startswith("built-in")]
     # The demo trains 1-shot models only and uses them at 5 shots too: asked for, recorded, marked §.
     requests = [request for method in methods
                 for request in plan_runs(protocol, [method], results_dir=results_dir, seeds=choice.seeds,
-                                         train_seeds=TRAIN_SEEDS.get(method), data_root=str(tree.root),
+                                         train_seeds=choice.train_seeds.get(method), data_root=str(tree.root),
                                          limit=choice.limit, allow_other_shot=True)]
     outcomes = execute(requests, workers=workers, quiet=quiet)
     failed = [o.message for o in outcomes if o.status == "failed"]
@@ -136,15 +141,16 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     mine = {str(Path(o.run_dir).resolve()) for o in outcomes if o.run_dir}
     runs = [run for run in find_runs(results_dir, protocol.name) if str(Path(run.path).resolve()) in mine]
     records = load_records(select_runs(runs, methods))
-    summary = summarise(records)
+    resamples = choice.resamples
+    summary = summarise(records, resamples=resamples)
     order = row_order(summary["method"].unique())
-    bold = indistinguishable_from_best(records, summary, order)
+    bold = indistinguishable_from_best(records, summary, order, resamples=resamples)
     table = markdown_table(summary, order, bold=bold)
     files = {"table.md": table, "table.tex": latex_table(summary, order, bold=bold), "table.csv": csv_table(summary),
              "ablation.md": ablation_table(summary, "panet-noalign", "panet",
-                                           compare_methods(records, "panet-noalign", "panet"), bold=bold),
+                                           compare_methods(records, "panet-noalign", "panet", resamples=resamples), bold=bold),
              "hsnet-vs-panet.md": ablation_table(summary, "panet", "hsnet",
-                                                 compare_methods(records, "panet", "hsnet"), bold=bold)}
+                                                 compare_methods(records, "panet", "hsnet", resamples=resamples), bold=bold)}
     for name, text in files.items():
         (out / name).write_text(text)
     figures = []
@@ -159,7 +165,7 @@ def demo(out: Path | None = None, quick: bool = False, workers: int | None = Non
     figures += plots.plot_qualitative(records, out / "qualitative-5shot", tree, 5, 3, order, names)
     from .report.html import write_report
 
-    report_page = write_report(results_dir, out / "report")  # the whole results folder: after a fresh demo, its runs
+    report_page = write_report(results_dir, out / "report", resamples)  # the whole results folder: after a fresh demo, its runs
     checks = {method: check_beats_baselines(summary, method) for method in ("panet", "hsnet")}
     check_lines = [line for _, lines in checks.values() for line in lines]
     report = {"quick": quick, "wall_seconds": round(time.perf_counter() - began, 1),
