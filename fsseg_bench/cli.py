@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for smallcnn-standin.pt and smallcnn-pyramid-standin.pt")
     p.add_argument("--images", type=int, default=None, help="corpus size (default: the shipped recipe's)")
     p.add_argument("--steps", type=int, default=None, help="SGD steps (default: the shipped recipe's)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress lines (the summary line per file stays)")
     p.set_defaults(func=cmd_pretrain_standin)
 
     p = sub.add_parser("protocols", help="list the built-in protocols")
