@@ -52,7 +52,7 @@ def cv2_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     float32 image (PFENet converts to float32 before resizing): no antialiasing, half-pixel
     centres, a horizontal pass then a vertical one, each `a + (b - a) * t` with one rounding
     (a fused multiply-add, as OpenCV's SIMD code on x86-64 computes it). Equal to OpenCV 5.0 bit
-    for bit on every size PFENet resizes to (tests/test_resample.py); on sources narrower than
+    for bit on every size PFENet resizes to (tests/test_codebase_scores.py); on sources narrower than
     ~30 px OpenCV's border columns differ by one float32 ulp in some rows (not reproduced). An
     exact 2x shrink in both directions is OpenCV's INTER_AREA fast path (the mean of each 2x2
     block), as OpenCV does."""
