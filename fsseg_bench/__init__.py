@@ -4,6 +4,7 @@ The Python API (imported lazily, so `import fsseg_bench` stays cheap):
 
     run, train, load_results, summarise, table, compare, plot   (fsseg_bench.api)
     register_method, Method, Episode, load_protocol, InputError
+    metrics: pooled mIoU, FB-IoU and the codebases' variants, from counts or from masks
 """
 
 __version__ = "0.1.0"
@@ -13,10 +14,14 @@ _EXPORTS = {
     "register_method": "registry", "list_methods": "registry", "Method": "method", "Episode": "episode",
     "load_protocol": "protocol", "InputError": "errors",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "metrics"])
 
 
 def __getattr__(name: str):
+    if name == "metrics":  # the metric functions for one's own loop (fsseg_bench.metrics)
+        import importlib
+
+        return importlib.import_module(".metrics", __name__)
     if name in _EXPORTS:
         import importlib
 

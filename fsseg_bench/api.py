@@ -74,10 +74,17 @@ def train(protocol: str | Path = "synthetic5i", method: str = "panet", *, folds=
 def load_results(results: str | Path = DEFAULT_RESULTS_DIR, protocol: str | Path = "synthetic5i",
                  methods: list[str] | None = None) -> pd.DataFrame:
     """Per-episode records of the complete runs (one row per episode; `method` is the row label)."""
+    from .errors import InputError
     from .protocol import load_protocol
     from .results import load_results as load
 
-    return load(results, load_protocol(protocol), methods)
+    try:
+        loaded = load_protocol(protocol)
+    except InputError:
+        if Path(str(protocol)).suffix == ".toml":
+            raise
+        loaded = str(protocol)  # a name the folder's runs carry (a protocol file that is not at hand)
+    return load(results, loaded, methods)
 
 
 def summarise(records: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
@@ -114,22 +121,27 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
 
 
 def protocol_of(records: pd.DataFrame):
-    """The records' protocol when they hold exactly one built-in (or still loadable) protocol, else None."""
-    from .errors import InputError
-    from .protocol import load_protocol
+    """The records' protocol when they hold exactly one version of one protocol: read from the
+    results folder's copy of its bytes (or the built-in or original file, if its bytes still match);
+    None otherwise."""
+    from .results import recorded_protocol
 
-    names = sorted(set(records["protocol"])) if "protocol" in records else []
-    try:
-        return load_protocol(names[0]) if len(names) == 1 else None
-    except InputError:  # a protocol given by path: its name is not a built-in
+    versions = sorted(set(zip(records["protocol"], records["protocol_sha256"]))) if "protocol_sha256" in records else []
+    if len(versions) != 1 or "run_dir" not in records:
         return None
+    (name, sha256), = versions
+    results_dir = Path(records["run_dir"].iloc[0]).parents[3]  # RESULTS/runs/<protocol>/<method>/<run>
+    return recorded_protocol(results_dir, name, sha256)
 
 
-def compare(records: pd.DataFrame, a: str, b: str, metric: str = "miou", resamples: int = 1000) -> dict:
-    """Paired comparison of b - a on the same episodes: {shot: {fold | "mean": PairedComparison}}."""
-    from .report.compare import compare_methods
+def compare(records: pd.DataFrame, a: str, b: str, metric: str = "miou", resamples: int = 1000) -> pd.DataFrame:
+    """Paired comparison of b - a on the same episodes, in points: one row per (a row, b row, shot,
+    fold | "mean") with `difference`, `ci_low`, `ci_high` (95% paired bootstrap), `p_value`
+    (sign-flip permutation), `p_at_floor` and `resamples`. A method with several configurations
+    (rows) is compared row by row; `fsseg_bench.report.compare.compare_methods` gives the dataclasses."""
+    from .report.compare import comparison_frame
 
-    return compare_methods(records, a, b, metric, resamples)
+    return comparison_frame(records, a, b, metric, resamples)
 
 
 def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_root: str | Path | None = None,
@@ -147,7 +159,11 @@ def plot(kind: str, records: pd.DataFrame, out: str | Path, shot: int = 1, data_
     if kind == "per-class":
         return plots.plot_per_class(records, out / f"per-class-{shot}shot", shot, names=names)
     if kind == "shots":
-        return plots.plot_shots(summarise_metrics(records, ("miou",), resamples), out / "shots")
+        paths = plots.plot_shots(summarise_metrics(records, ("miou",), resamples), out / "shots")
+        if not paths:
+            raise InputError("plot shots: needs the mean of all 4 folds, or every row run on the same single fold "
+                             "(pass --method to choose rows)")
+        return paths
     if kind == "episodes":
         return plots.plot_episodes(records, out / f"episodes-{shot}shot", shot)
     if kind == "qualitative":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 import time
 from pathlib import Path
@@ -189,6 +190,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .console import rate_text
     from .protocol import load_protocol
     from .registry import load_methods
     from .training import train
@@ -207,13 +209,20 @@ def cmd_train(args) -> int:
     train_seeds = args.seed or [protocol.training.seed]
     for seed in train_seeds:
         _positive("--seed", seed, 0)
-    for fold, shot, seed in ((f, k, s) for s in train_seeds for f in folds for k in shots):
-        result = train(protocol, args.method, fold, shot, data_root=args.data_root, results_dir=args.results,
-                       method_options=options, iterations=args.iterations, device=args.device,
-                       progress=not args.quiet, train_seed=seed)
+    cells = [(f, k, s) for s in train_seeds for f in folds for k in shots]
+    for position, (fold, shot, seed) in enumerate(cells):
+        try:
+            result = train(protocol, args.method, fold, shot, data_root=args.data_root, results_dir=args.results,
+                           method_options=options, iterations=args.iterations, device=args.device,
+                           progress=not args.quiet, train_seed=seed)
+        except KeyboardInterrupt:
+            print(f"interrupted: {args.method} fold {fold} shot {shot} seed {seed} stopped ({position} of "
+                  f"{len(cells)} models finished); its last periodic checkpoint is kept and the same command "
+                  f"resumes from it", file=sys.stderr)
+            return 130
         resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
         print(f"{args.method} fold {fold} shot {shot} seed {seed}: {result.iterations} episodes{resumed}, "
-              f"{result.episodes_per_second:.3g} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
+              f"{rate_text(result.episodes_per_second)} episodes/s, loss {sum(result.first_losses) / len(result.first_losses):.3f}"
               f" -> {sum(result.last_losses) / len(result.last_losses):.3f}; {result.checkpoint}")
     return 0
 
@@ -237,6 +246,46 @@ def _positive(flag: str, value, minimum=1) -> None:
         raise InputError(f"{flag} {value}: expected a number >= {minimum}")
 
 
+_EXPERIMENT_FLAGS = {"protocol": "--protocol", "method": "--method", "fold": "--fold", "shot": "--shot",
+                     "seed": "--seed", "train_seed": "--train-seed", "option": "--option", "checkpoint": "--checkpoint",
+                     "label": "--label", "weights": "--weights", "limit": "--limit", "data_root": "--data-root"}
+
+
+def _apply_experiment(args):
+    """Fill the run's selection from `--config`; a flag that the file's keys also set is an error
+    (one place says what an experiment runs)."""
+    from .experiment import load_experiment
+
+    for dest, flag in _EXPERIMENT_FLAGS.items():
+        if getattr(args, dest) not in (None, [], ()):
+            raise InputError(f"--config {args.config}: {flag} is set by the experiment file; drop one of them")
+    experiment = load_experiment(args.config)
+    args.protocol, args.method = experiment.protocol, [m.name for m in experiment.methods]
+    args.fold, args.shot, args.seed, args.train_seed = (experiment.folds, experiment.shots, experiment.seeds,
+                                                        experiment.train_seeds)
+    args.limit, args.data_root = experiment.limit, experiment.data_root
+    args.plugin = [*args.plugin, *experiment.plugins]
+    return experiment
+
+
+def _experiment_specs(experiment) -> list[tuple]:
+    """(method, options, checkpoint, row label) per [[methods]] entry; an option the method's
+    factory does not take is an error naming the entry."""
+    from .registry import accepted_options
+
+    specs = []
+    for position, entry in enumerate(experiment.methods, 1):
+        options = dict(entry.options)
+        if entry.weights:
+            options["weights"] = entry.weights
+        for key in options:
+            if key not in accepted_options(entry.name):
+                raise InputError(f"{experiment.path}: methods[{position}] ({entry.name}): option {key!r} is not one "
+                                 f"it takes ({', '.join(sorted(accepted_options(entry.name))) or 'none'})")
+        specs.append((entry.name, tuple(sorted(options.items())), entry.checkpoint, entry.label))
+    return specs
+
+
 def cmd_run(args) -> int:
     import os
 
@@ -245,6 +294,10 @@ def cmd_run(args) -> int:
     from .runner import execute, plan_runs
     from .runner.executors import Interrupted, summary_line
 
+    experiment = _apply_experiment(args) if args.config else None
+    if not args.method:
+        raise InputError("run: expected --method NAME ... or --config EXPERIMENT.toml")
+    args.protocol = args.protocol or "synthetic5i"
     load_methods(args.plugin)
     protocol = load_protocol(args.protocol)
     for method in args.method:
@@ -269,22 +322,26 @@ def cmd_run(args) -> int:
         checkpoints[method] = str(Path(path).resolve())
     if args.label is not None and len(args.method) != 1:
         raise InputError(f"--label {args.label!r}: names one configuration, so give one --method")
-    options = _method_options(args.method, args.option, args.weights)
+    if experiment is not None:
+        specs = _experiment_specs(experiment)
+    else:
+        options = _method_options(args.method, args.option, args.weights)
+        specs = [(method, options[method], checkpoints.get(method), args.label) for method in args.method]
     if args.episode_list:
         args.fold, args.shot, args.seed = _episode_list_cell(args, protocol)
     requests = []
-    for method in args.method:
+    for method, method_options, checkpoint, label in specs:
         requests += plan_runs(
             protocol, [method], results_dir=args.results, folds=args.fold, shots=args.shot, seeds=args.seed,
             train_seeds=args.train_seed,
-            options=options[method], checkpoint=checkpoints.get(method),
+            options=method_options, checkpoint=checkpoint,
             data_root=str(Path(args.data_root).resolve()) if args.data_root else None, limit=args.limit,
             device=args.device, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
             use_cache=not args.no_cache, cache_mib=args.cache_mib, save_predictions=args.save_predictions,
             feature_store=str(Path(args.feature_store).resolve()) if args.feature_store else None,
             feature_store_gib=args.feature_store_gib, statistics_mib=args.statistics_mib,
             encode_batch=args.encode_batch,
-            threads=args.threads, force=args.force, allow_other_shot=args.allow_other_shot, row_label=args.label,
+            threads=args.threads, force=args.force, allow_other_shot=args.allow_other_shot, row_label=label,
             original_lists=str(Path(args.original_lists).resolve()) if args.original_lists else None,
             episode_list=str(Path(args.episode_list).resolve()) if args.episode_list else None)
     where = args.results / "runs" / protocol.name
@@ -296,6 +353,8 @@ def cmd_run(args) -> int:
         print("interrupted: finished runs are kept; rerun the same command to resume the others", file=sys.stderr)
         return 130
     print(summary_line(outcomes, str(where)))
+    if not args.quiet and any(o.status in ("complete", "skipped") for o in outcomes):
+        _closing_table(args.results, protocol, args.method)
     failed = [o for o in outcomes if o.status == "failed"]
     # Bad input found inside a run (a corrupt image, say) is still bad input.
     return 2 if any(o.cause == "input" for o in failed) else 1 if failed else 0
@@ -378,8 +437,12 @@ def cmd_runs(args) -> int:
     for status in statuses:
         counts[status.state] = counts.get(status.state, 0) + 1
     stale = sum(bool(s.stale) for s in statuses)
+    # A run whose code or data could not be checked is counted as stale, and said so: never "0 stale".
+    unchecked = sum(any("cannot check" in why or "no longer registered" in why for why in s.stale) for s in statuses)
     print(f"{len(statuses)} runs: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-          + (f"; {stale} stale for the current code or data" if not args.no_check else ""))
+          + (f"; {stale} stale for the current code or data" if not args.no_check else
+             "; staleness not checked (--no-check)")
+          + (f" ({unchecked} of them could not be checked: see the stale column)" if unchecked else ""))
     return 0
 
 
@@ -399,16 +462,21 @@ def cmd_table(args) -> int:
     args.protocol = _protocol_of(args)
     records = _load_selected(args.results, args.protocol, methods, given)
     summary = summarise(records, resamples=args.resamples)
-    protocol_miou, protocol_fbiou = _protocol_metrics(args.protocol)
+    protocol_miou, protocol_fbiou = _protocol_metrics(records)
     miou_metric, fbiou_metric = args.miou or protocol_miou, args.fbiou or protocol_fbiou
     rows = row_order(summary["method"].unique(), methods)
-    bold = None if args.format == "csv" else indistinguishable_from_best(records, summary, rows, miou_metric,
+    if args.format == "episodes":
+        return _episodes_export(records, args.out)
+    bold = None if args.format in ("csv", "json") else indistinguishable_from_best(records, summary, rows, miou_metric,
                                                                          args.resamples, fbiou_metric=fbiou_metric)
     if args.ablation:
         comparisons = compare_methods(records, pair[0], pair[1], miou_metric, resamples=args.resamples)
         text = ablation_table(summary, pair[0], pair[1], comparisons, miou_metric, args.format, bold, fbiou_metric)
     elif args.format == "csv":
         text = csv_table(summary)
+    elif args.format == "json":
+        from .report.results_json import results_json
+        text = results_json(records, summary, miou_metric, fbiou_metric, args.resamples)
     else:
         text = {"markdown": markdown_table, "latex": latex_table}[args.format](summary, rows, miou_metric, bold,
                                                                                 fbiou_metric)
@@ -419,48 +487,120 @@ def cmd_table(args) -> int:
     return 0
 
 
-def _protocol_metrics(protocol_name: str) -> tuple[str, str]:
-    """The (mIoU, FB-IoU) a protocol's tables show."""
-    from .protocol import load_protocol
+def _episodes_export(records, out: Path | None) -> int:
+    """The long per-episode table: CSV on stdout or to --out; Parquet when --out ends in .parquet."""
+    from .report.results_json import episodes_frame
+
+    frame = episodes_frame(records)
+    if out is not None and Path(out).suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401  (pandas' Parquet engine; optional)
+        except ImportError:
+            raise InputError(f"--out {out}: Parquet needs pyarrow (pip install pyarrow); or give a .csv path") from None
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+        print(out)
+        return 0
+    text = frame.to_csv(index=False, float_format="%.17g")
+    if out is not None:
+        _write_atomically(Path(out), text)
+        print(out)
+        return 0
+    print(text, end="")
+    return 0
+
+
+def _closing_table(results: Path, protocol, methods: list[str], resamples: int = 1000) -> None:
+    """After `run`: the paper table of the methods it ran, and RESULTS/runs/<protocol>/results.json
+    for every row of this protocol version (`table --format json`). Never fails the run."""
+    from .console import warn
+    from .report.order import row_order
+    from .report.results_json import results_json
+    from .report.summary import summarise
+    from .report.tables import markdown_table
+    from .results import load_results
 
     try:
-        loaded = load_protocol(protocol_name)
-        return loaded.miou_metric, loaded.fbiou_metric
-    except InputError:  # a protocol file not at hand (a copied results folder): the pooled metrics
-        return "miou", "fbiou"
+        records = load_results(results, protocol, warn=warn)
+        summary = summarise(records, resamples=resamples)
+        ran = sorted(set(records.loc[records["method_name"].isin(methods), "method"]))
+        print(markdown_table(summary, row_order(ran, None), protocol.miou_metric, None, protocol.fbiou_metric), end="")
+        path = Path(results) / "runs" / protocol.name / "results.json"
+        _write_atomically(path, results_json(records, summary, protocol.miou_metric, protocol.fbiou_metric, resamples))
+        print(f"results.json (every row of {protocol.name}): {path}")
+    except InputError as exc:
+        warn(f"no closing table: {exc}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _protocol_metrics(records) -> tuple[str, str]:
+    """The (mIoU, FB-IoU) the records' protocol's tables show (from the results folder's copy of
+    its bytes); the pooled metrics when no copy or matching file is left."""
+    from .api import protocol_of
+
+    loaded = protocol_of(records)
+    return (loaded.miou_metric, loaded.fbiou_metric) if loaded is not None else ("miou", "fbiou")
 
 
 def cmd_compare(args) -> int:
     from .comparisons import pairwise
-    from .report.compare import compare_methods
-    from .report.tables import format_difference
+    from .report.compare import compare_methods, expand_rows
+    from .report.tables import format_difference, format_p
 
     if len(args.methods) < 2 or (len(args.methods) > 2 and len(set(args.methods)) != len(args.methods)):
         raise InputError(f"compare {' '.join(args.methods)}: expected two methods, or more without repeats")
     records = _load_selected(args.results, _protocol_of(args), args.methods, bool(args.protocol))
-    pairs = pairwise(records, args.methods, args.metric, args.resamples)
-    if len(args.methods) == 2:
+    rows, notes = expand_rows(records, args.methods)
+    for note in notes:
+        print(note)
+    if len(args.methods) == 2 and not notes:
         a, b = args.methods
         results = compare_methods(records, a, b, args.metric, args.resamples)
         print(f"{b} − {a}, {args.metric} in points: difference [95% paired-bootstrap interval] "
-              f"p (sign-flip permutation, {args.resamples} resamples)")
+              f"p (sign-flip permutation, {args.resamples} resamples; p<1/{args.resamples + 1}: below the "
+              f"test's floor)")
         for shot, per_fold in results.items():
             for fold, result in per_fold.items():
                 label = "mean of folds" if fold == "mean" else f"fold {fold}"
                 print(f"{shot}-shot {label:14s} {format_difference(result)}")
-        for row in pairs.itertuples():
-            print(f"{row.shot}-shot P({b} > {a}) over {row.pairs} paired runs: {row.p_b_better:.2f} "
-                  f"[{row.p_b_better_low:.2f}, {row.p_b_better_high:.2f}]")
+        for row in pairwise(records, [a, b], args.metric, args.resamples).itertuples():
+            print(f"{row.shot}-shot P({b} > {a}) over {row.pairs} paired run(s): {_p_better(row)}")
         return 0
+    if len(rows) < 2:
+        raise InputError(f"compare {' '.join(args.methods)}: these name one row ({rows[0]}); expected two")
+    pairs = pairwise(records, rows, args.metric, args.resamples)
     print(f"All pairs, {args.metric} on the mean of folds; b − a in points [95% paired-bootstrap interval]; "
-          f"p: sign-flip permutation; p_holm: Holm-adjusted over the family of "
-          f"{len(args.methods) * (len(args.methods) - 1) // 2} pairs per shot; P(b > a) over paired (fold, seed, training seed) runs:")
-    width = max(len(m) for m in args.methods)
+          f"p: sign-flip permutation ({args.resamples} resamples); p_holm: Holm-adjusted over the family of "
+          f"{len(rows) * (len(rows) - 1) // 2} pairs per shot; P(b > a) over paired (fold, seed, training seed) runs:")
+    width = max(len(m) for m in rows)
     for row in pairs.itertuples():
+        floor = row.p_value <= 1 / (args.resamples + 1) + 1e-12
+        holm = f"p_holm<{row.p_holm:.3f}" if floor else f"p_holm={row.p_holm:.3f}"
         print(f"{row.shot}-shot {row.b:>{width}s} − {row.a:<{width}s} {row.difference:+6.1f} "
-              f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}] p={row.p_value:.3f} p_holm={row.p_holm:.3f} "
-              f"P(b>a)={row.p_b_better:.2f} [{row.p_b_better_low:.2f}, {row.p_b_better_high:.2f}]")
+              f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}] {format_p(row.p_value, args.resamples)} {holm} "
+              f"P(b>a)={_p_better(row)}")
     return 0
+
+
+def _p_better(row) -> str:
+    """P(b > a) with its interval; over one paired run it is that run's sign, so no interval."""
+    if row.pairs == 1:
+        return f"{row.p_b_better:.2f} (one paired run: the sign of its difference, no interval)"
+    return f"{row.p_b_better:.2f} [{row.p_b_better_low:.2f}, {row.p_b_better_high:.2f}]"
 
 
 def cmd_plot(args) -> int:
@@ -481,9 +621,20 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import demo
+    from .demo import TrainingInterrupted, demo
+    from .runner.executors import Interrupted, summary_line
 
-    report = demo(out=args.out, quick=args.quick, workers=args.workers, quiet=args.quiet, results_dir=args.results)
+    try:
+        report = demo(out=args.out, quick=args.quick, workers=args.workers, quiet=args.quiet, results_dir=args.results)
+    except TrainingInterrupted as stopped:
+        print(f"demo interrupted while training: {stopped.finished} of {stopped.total} models finished and kept, "
+              f"the others cancelled; rerun `fsseg-bench demo` to resume", file=sys.stderr)
+        return 130
+    except Interrupted as interrupted:
+        print(summary_line(interrupted.outcomes, str(args.results / "runs")), file=sys.stderr)
+        print("demo interrupted during the runs: finished runs are kept; rerun `fsseg-bench demo` to resume",
+              file=sys.stderr)
+        return 130
     print(report["table"])
     print(report["ablation"])
     if report["quick"]:
@@ -502,8 +653,33 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _int_or_range(text: str) -> list[int]:
+    """`3`, or an inclusive range `0-3` (folds, shots and seeds are small integers)."""
+    match = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer or an inclusive range like 0-3")
+    first, last = int(match[1]), int(match[2]) if match[2] is not None else int(match[1])
+    if last < first:
+        raise argparse.ArgumentTypeError(f"{text!r}: the range ends before it starts")
+    return list(range(first, last + 1))
+
+
+class _Flatten(argparse.Action):
+    """`--fold 0 2-3` -> [0, 2, 3]."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [v for group in values for v in group])
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line naming the value and where the help is, exit 2 (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="fsseg-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Few-shot segmentation benchmarks you can trust: hashed protocols and episode lists, "
                     "resumable cached runs, tables with confidence intervals.",
@@ -535,9 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("episodes", help="generate episode lists (JSONL) and print their sha256")
     _add_data_args(p)
-    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds (default: the protocol's)")
-    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots (default: the protocol's)")
-    p.add_argument("--seed", type=int, nargs="+", default=None, help="seeds (default: the protocol's)")
+    p.add_argument("--fold", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="folds (default: the protocol's)")
+    p.add_argument("--shot", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="shots (default: the protocol's)")
+    p.add_argument("--seed", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="seeds (default: the protocol's)")
     p.add_argument("--episodes", type=int, default=None, help="override the protocol's episode count")
     p.add_argument("--out", default=None, help="output file (one fold/shot/seed only)")
     p.add_argument("--original-lists", "--pairs-dir", dest="original_lists", default=None, metavar="PATH",
@@ -557,9 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="episodic training on a fold's base classes (resumes after a crash)")
     _add_data_args(p)
     p.add_argument("--method", required=True, help="a trainable method (fsseg-bench methods)")
-    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds to train (default: the protocol's)")
-    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots to train at (default: the protocol's)")
-    p.add_argument("--seed", type=int, nargs="+", default=None,
+    p.add_argument("--fold", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="folds to train (default: the protocol's)")
+    p.add_argument("--shot", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="shots to train at (default: the protocol's)")
+    p.add_argument("--seed", type=_int_or_range, nargs="+", action=_Flatten, default=None,
                    help="training seeds, one model each (default: the schedule's seed); "
                         "run --train-seed evaluates them")
     p.add_argument("--iterations", type=int, default=None, help="override the schedule's episode count")
@@ -573,12 +749,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run methods on a protocol; resumable, cached, parallel")
     _add_data_args(p)
-    p.add_argument("--method", nargs="+", required=True, help="registered method names (fsseg-bench methods)")
-    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds (default: the protocol's)")
-    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots (default: the protocol's)")
-    p.add_argument("--seed", type=int, nargs="+", default=None, help="episode-list seeds (default: the protocol's)")
+    p.set_defaults(protocol=None)  # synthetic5i unless --config names the protocol
+    p.add_argument("--method", nargs="+", default=None, help="registered method names (fsseg-bench methods)")
+    p.add_argument("--config", type=Path, default=None, metavar="EXPERIMENT.toml",
+                   help="an experiment file: protocol, methods with options and labels, folds, shots, seeds "
+                        "(instead of those flags)")
+    p.add_argument("--fold", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="folds (default: the protocol's)")
+    p.add_argument("--shot", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="shots (default: the protocol's)")
+    p.add_argument("--seed", type=_int_or_range, nargs="+", action=_Flatten, default=None, help="episode-list seeds (default: the protocol's)")
     p.add_argument("--checkpoint", action="append", default=[], help="METHOD=PATH (default: the latest from train)")
-    p.add_argument("--train-seed", type=int, nargs="+", default=None,
+    p.add_argument("--train-seed", type=_int_or_range, nargs="+", action=_Flatten, default=None,
                    help="trained models to evaluate (train --seed), one run each for trainable methods "
                         "(default: the schedule's seed)")
     p.add_argument("--weights", default=None, help="backbone weights for methods that take them")
@@ -641,7 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
     p.add_argument("--method", nargs="+", default=None, help="rows (default: every method with runs)")
-    p.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown", help="output format")
+    p.add_argument("--format", choices=("markdown", "latex", "csv", "json", "episodes"), default="markdown",
+                   help="output format: a paper table (markdown, latex), every interval (csv), the versioned results "
+                        "document (json), or one row per episode (episodes: CSV, or Parquet with --out FILE.parquet)")
     p.add_argument("--ablation", default=None, help="BASE,VARIANT: the two rows and their paired differences")
     p.add_argument("--miou", choices=("miou", "miou_panet_metric"), default=None,
                    help="the mIoU in the fold columns (default: the protocol's miou_metric; CSV always has both)")

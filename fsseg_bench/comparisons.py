@@ -105,6 +105,7 @@ def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
                          "ci_low": 100 * summary.low, "ci_high": 100 * summary.high, "p_value": summary.p_value,
                          "p_holm": np.nan, "p_b_better": improvement.probability, "p_b_better_low": improvement.low,
                          "p_b_better_high": improvement.high, "pairs": improvement.pairs,
+                         "resamples": summary.resamples,
                          "family": f"{len(methods) * (len(methods) - 1) // 2} pairs at {int(shot)} shot"})
     frame = pd.DataFrame(rows).sort_values(["shot"], kind="stable").reset_index(drop=True)
     for shot, group in frame.groupby("shot"):

@@ -66,3 +66,9 @@ def silenced():
     """Drop the warnings of a block (e.g. a backbone's random init that a checkpoint then replaces)."""
     with collected():
         yield
+
+
+def rate_text(per_second: float) -> str:
+    """A rate to 3 significant digits, never in e-notation (2850000, 12.3, 0.0456)."""
+    rounded = float(f"{per_second:.3g}")
+    return f"{rounded:.0f}" if abs(rounded) >= 100 else f"{rounded:.3g}"

@@ -48,7 +48,7 @@ def settings(quick: bool) -> DemoSettings:
 def _train_job(args) -> tuple[str, list[str]]:
     import torch
 
-    from .console import collected
+    from .console import collected, rate_text
     from .training import train
 
     protocol_path, method, fold, train_seed, data_root, out, iterations = args
@@ -57,12 +57,39 @@ def _train_job(args) -> tuple[str, list[str]]:
         result = train(load_protocol(protocol_path), method, fold, 1, data_root=data_root, results_dir=Path(out),
                        iterations=iterations, progress=False, train_seed=train_seed)
     return (f"{method} fold {fold} seed {train_seed}: {result.iterations} episodes at "
-            f"{result.episodes_per_second:.0f}/s"), warnings
+            f"{rate_text(result.episodes_per_second)}/s"), warnings
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C while the demo trained: pending models cancelled, workers stopped, nothing half-made left."""
+
+    def __init__(self, finished: int, total: int):
+        super().__init__(f"interrupted after {finished} of {total} models")
+        self.finished, self.total = finished, total
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Checkpoint folders a cancelled model created and never wrote to (a resumable last.pt stays)."""
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            pass
 
 
 def train_all(protocol, data_root: Path, out: Path, iterations: int | None, workers: int, quiet: bool,
               train_seeds: dict | None = None) -> None:
+    """Train every (method, training seed, fold) model the demo uses, `workers` at a time. Each
+    finished model is said as it finishes (`[k/N] ...`, with the elapsed time and an estimate of
+    what is left), on a terminal above a bar. Ctrl-C cancels the pending models, stops the workers,
+    removes empty checkpoint folders and raises TrainingInterrupted; a rerun resumes."""
+    from concurrent.futures import as_completed
+
     from tqdm import tqdm
+
+    from .console import interactive, say, warn
 
     # HSNet first: its models take longest, so the pool ends with the short PANet ones.
     jobs = [(protocol.path, method, fold, seed, str(data_root), str(out), iterations)
@@ -70,16 +97,37 @@ def train_all(protocol, data_root: Path, out: Path, iterations: int | None, work
             for seed in (TRAIN_SEEDS if train_seeds is None else train_seeds).get(method, (protocol.training.seed,))
             for fold in protocol.folds]
     context = multiprocessing.get_context("spawn")
-    from .console import interactive, say, warn
-
     bars = not quiet and interactive()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for message, warnings in tqdm(pool.map(_train_job, jobs), total=len(jobs), desc="train", unit="model",
-                                      disable=not bars):
+    began, finished = time.perf_counter(), 0
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    bar = tqdm(total=len(jobs), desc="train", unit="model", disable=not bars, dynamic_ncols=True)
+    try:
+        futures = [pool.submit(_train_job, job) for job in jobs]
+        for future in as_completed(futures):
+            message, warnings = future.result()
+            finished += 1
+            bar.update(1)
             for warning in warnings:
                 warn(warning)
             if not quiet:
-                say(message, bars)
+                elapsed = time.perf_counter() - began
+                left = elapsed / finished * (len(jobs) - finished)
+                say(f"[{finished}/{len(jobs)}] trained {message}; {elapsed:.0f} s so far, about {left:.0f} s left",
+                    bars)
+    except KeyboardInterrupt:
+        # The running models stop too (ProcessPoolExecutor.terminate_workers from Python 3.14; before
+        # it, the pool's own process table).
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        _remove_empty_folders(Path(out) / "checkpoints")
+        raise TrainingInterrupted(finished, len(jobs)) from None
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_beats_baselines(summary, method: str = "panet") -> tuple[bool, list[str]]:

@@ -61,9 +61,11 @@ def per_class_iou(class_ids: np.ndarray, fg_intersection: np.ndarray, fg_union: 
 
 
 def class_pooled_miou(class_ids, fg_intersection, fg_union) -> float:
-    """Mean over classes of each class's pooled foreground IoU (the papers' mIoU)."""
-    per_class = per_class_iou(np.asarray(class_ids), np.asarray(fg_intersection), np.asarray(fg_union))
-    return float(np.mean(list(per_class.values())))
+    """Mean over classes of each class's pooled foreground IoU (the papers' mIoU); a class with
+    nothing to score (empty union in all its episodes) is left out, as the tables' statistics do."""
+    per_class = [v for v in per_class_iou(np.asarray(class_ids), np.asarray(fg_intersection),
+                                          np.asarray(fg_union)).values() if not np.isnan(v)]
+    return float(np.mean(per_class)) if per_class else float("nan")
 
 
 def fb_iou(fg_intersection, fg_union, bg_intersection, bg_union) -> float:
@@ -98,3 +100,29 @@ def panet_fb_iou(fg_intersection, fg_union, bg_intersection, bg_union, pred_fg, 
     has_bg = true_background(fg_intersection, bg_intersection, pred_fg) > 0
     return 0.5 * (_ratio(fg_intersection[has_fg].sum(), fg_union[has_fg].sum())
                   + _ratio(bg_intersection[has_bg].sum(), bg_union[has_bg].sum()))
+
+
+def scores_from_counts(class_ids, counts) -> dict[str, float]:
+    """Every metric above, in points (x100, as tables print them), keyed by the CSV's metric names,
+    from each episode's class and its six counts ([N, 6] in COUNT_COLUMNS order)."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, len(COUNT_COLUMNS))
+    class_ids = np.asarray(class_ids)
+    if len(class_ids) != len(counts):
+        raise ValueError(f"{len(class_ids)} class ids for {len(counts)} episodes' counts")
+    fg_i, fg_u, bg_i, bg_u, pred_fg, true_fg = counts.T
+    return {"miou": 100 * class_pooled_miou(class_ids, fg_i, fg_u),
+            "fbiou": 100 * fb_iou(fg_i, fg_u, bg_i, bg_u),
+            "episode_miou": 100 * episode_mean_iou(fg_i, fg_u),
+            "miou_panet_metric": 100 * panet_miou(class_ids, fg_i, fg_u, true_fg),
+            "fbiou_panet_metric": 100 * panet_fb_iou(fg_i, fg_u, bg_i, bg_u, pred_fg, true_fg)}
+
+
+def scores_from_masks(predictions, labels, class_ids, ignore_index: int = 255) -> dict[str, float]:
+    """`scores_from_counts` for your own evaluation loop: one binary prediction and one label
+    ({0, 1, ignore_index}) per episode, each [H,W] (sizes may differ between episodes; numpy or
+    torch), and each episode's class id."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    counts = [episode_counts(_as_numpy(p)[None], _as_numpy(t)[None], ignore_index)[0]
+              for p, t in zip(predictions, labels)]
+    return scores_from_counts(class_ids, np.array(counts).reshape(-1, len(COUNT_COLUMNS)))

@@ -90,9 +90,12 @@ class Protocol:
     description: str = ""
     episode_sha256: dict[str, str] = field(default_factory=dict)
     training: TrainingSchedule = field(default_factory=TrainingSchedule)
-    # Provenance: the file it came from and the sha256 of its bytes.
+    # Provenance: the file it came from and its identity (the sha256 of its bytes; with `extends`,
+    # of the bytes of every file of the chain), the chain's files and their own sha256, itself first.
     path: str = ""
     file_sha256: str = ""
+    chain: tuple[str, ...] = ()
+    chain_sha256: tuple[str, ...] = ()
 
     def pinned_sha256(self, fold: int, shot: int, seed: int) -> str | None:
         return self.episode_sha256.get(episode_key(fold, shot, seed))
@@ -131,13 +134,96 @@ def resolve_protocol_path(name_or_path: str | Path) -> Path:
 
 
 def load_protocol(name_or_path: str | Path) -> Protocol:
+    """A protocol file, with what it `extends` (a built-in name or a .toml path relative to it)
+    read and merged: its identity (`file_sha256`) covers the bytes of every file of the chain."""
     path = resolve_protocol_path(name_or_path)
-    raw_bytes = path.read_bytes()
+    chain = read_protocol_chain(path)
+    return protocol_from_chain([blob for _, blob in chain], str(path), tuple(str(p) for p, _ in chain))
+
+
+MAX_EXTENDS_DEPTH = 8
+_CHAIN_TAG = b"fsseg-bench protocol chain 1\n"
+
+
+def protocol_chain_sha256(file_sha256s: list[str]) -> str:
+    """The identity of a protocol read from several files, itself first: the file's own sha256 for
+    one file (so a protocol without `extends` keeps the sha256 of its bytes)."""
+    if len(file_sha256s) == 1:
+        return file_sha256s[0]
+    return hashlib.sha256(_CHAIN_TAG + "\n".join(file_sha256s).encode()).hexdigest()
+
+
+def _parse_toml(blob: bytes, source: str) -> dict:
     try:
-        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+        return tomllib.loads(blob.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    return parse_protocol(raw, source=str(path), file_sha256=hashlib.sha256(raw_bytes).hexdigest())
+        raise InputError(f"{source}: not valid TOML ({exc})") from None
+
+
+def _parent_path(child: Path, parent) -> Path:
+    """`extends` = a built-in protocol name, or a .toml path (relative: to the extending file)."""
+    if not isinstance(parent, str) or not parent:
+        raise _fail(str(child), "extends", "a built-in protocol name or a .toml path", parent)
+    if parent.endswith(".toml") or "/" in parent:
+        candidate = Path(parent) if Path(parent).is_absolute() else child.parent / parent
+        if not candidate.is_file():
+            raise InputError(f"{child}: key 'extends' = {parent!r}: {candidate}: protocol file not found")
+        return candidate
+    builtin = PROTOCOLS_DIR / f"{parent}.toml"
+    if not NAME_PATTERN.fullmatch(parent) or not builtin.is_file():
+        raise InputError(f"{child}: key 'extends' = {parent!r}: not a built-in protocol "
+                         f"(built-in: {', '.join(list_protocols())}); give a .toml path for a file")
+    return builtin
+
+
+def read_protocol_chain(path: Path) -> list[tuple[Path, bytes]]:
+    """(file, bytes) of a protocol and of each protocol it extends, itself first."""
+    chain, seen, current = [], set(), Path(path)
+    while True:
+        if current.resolve() in seen:
+            raise InputError(f"{path}: key 'extends' forms a cycle through {current}")
+        seen.add(current.resolve())
+        blob = current.read_bytes()
+        chain.append((current, blob))
+        parent = _parse_toml(blob, str(current)).get("extends")
+        if parent is None:
+            return chain
+        if len(chain) > MAX_EXTENDS_DEPTH:
+            raise InputError(f"{path}: key 'extends' nests more than {MAX_EXTENDS_DEPTH} protocols deep")
+        current = _parent_path(current, parent)
+
+
+def merge_protocol_chain(raws: list[dict], source: str) -> dict:
+    """The keys of a protocol over those of what it extends (itself first in `raws`). `[training]`
+    merges key by key; `episode_sha256` pins are never inherited (a pin belongs to the bytes that
+    drew its list), and a protocol that extends another names itself."""
+    if len(raws) > 1 and "name" not in raws[0]:
+        raise InputError(f"{source}: a protocol that extends another needs its own 'name'")
+    merged: dict = {}
+    for raw in reversed(raws):  # from the root down
+        for key, value in raw.items():
+            if key == "extends":
+                continue
+            if key == "training" and isinstance(value, dict) and isinstance(merged.get("training"), dict):
+                merged["training"] = {**merged["training"], **value}
+            else:
+                merged[key] = value
+    merged.pop("episode_sha256", None)
+    if "episode_sha256" in raws[0]:
+        merged["episode_sha256"] = raws[0]["episode_sha256"]
+    return merged
+
+
+def protocol_from_chain(blobs: list[bytes], source: str, files: tuple[str, ...] = ()) -> Protocol:
+    """The protocol the bytes of a chain of files make (itself first), identified by all of them."""
+    raws = [_parse_toml(blob, files[k] if k < len(files) else source) for k, blob in enumerate(blobs)]
+    raw = merge_protocol_chain(raws, source) if len(raws) > 1 else raws[0]
+    if len(raws) == 1 and "extends" in raw:
+        raise InputError(f"{source}: key 'extends' without the file it names")
+    sha256s = [hashlib.sha256(blob).hexdigest() for blob in blobs]
+    protocol = parse_protocol({k: v for k, v in raw.items() if k != "extends"}, source=source,
+                              file_sha256=protocol_chain_sha256(sha256s))
+    return dataclasses.replace(protocol, chain=files or (source,), chain_sha256=tuple(sha256s))
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -255,7 +341,8 @@ def _int_list(source, raw, key, minimum=0, allowed=None, default=None, length=No
     return tuple(value)
 
 
-_TOP_KEYS = {f.name for f in dataclasses.fields(Protocol)} - {"path", "file_sha256"}
+_TOP_KEYS = ({f.name for f in dataclasses.fields(Protocol)} - {"path", "file_sha256", "chain", "chain_sha256"}
+             | {"extends"})
 _TRAINING_KEYS = {f.name for f in dataclasses.fields(TrainingSchedule)}
 
 

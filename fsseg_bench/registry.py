@@ -165,8 +165,10 @@ def list_methods() -> list[MethodEntry]:
 def get_entry(name: str) -> MethodEntry:
     load_methods()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        by_lower = {known.lower(): known for known in _REGISTRY}
+        close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
+        hint = (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else
+                "; a plugin's method needs its file: --plugin FILE.py")
         raise InputError(f"unknown method {name!r}{hint} (`fsseg-bench methods` lists them)")
     return _REGISTRY[name]
 

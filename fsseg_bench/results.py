@@ -305,6 +305,83 @@ def one_protocol_version(runs: list[RunInfo], protocol: str, protocol_sha256: st
     return runs
 
 
+def _check_names(methods: list[str], runs: list[RunInfo], protocol: str, results_dir) -> None:
+    """Every name asked for is a method or a row label of these runs; else one line naming the rows
+    there are, with a close match (case-insensitive) when there is one."""
+    import difflib
+
+    labels = sorted(set(row_labels(runs).values()))
+    known = sorted({run.method for run in runs} | set(labels))
+    missing = [name for name in methods if name not in known]
+    if not missing:
+        return
+    by_lower = {name.lower(): name for name in known}
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{name!r}: did you mean {by_lower[close[0]]!r}?")
+    raise InputError(f"no complete runs of {', '.join(map(repr, missing))} for protocol {protocol!r} under "
+                     f"{Path(results_dir) / 'runs'} (rows there: {', '.join(labels)})"
+                     + (f"; {' '.join(hints)}" if hints else ""))
+
+
+def _chain_copy(copies: Path, sha256: str):
+    """The protocol of a kept chain (`<sha256>.chain.json` and each file's copy), every file's
+    bytes verified; None when there is no such copy or it does not verify."""
+    from .errors import InputError
+    from .protocol import protocol_from_chain
+
+    manifest = copies / f"{sha256}.chain.json"
+    try:
+        names = json.loads(manifest.read_text())["files"]
+        blobs = [(copies / f"{name}.toml").read_bytes() for name in names]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if [hashlib.sha256(blob).hexdigest() for blob in blobs] != names:
+        return None
+    try:
+        protocol = protocol_from_chain(blobs, str(manifest))
+    except InputError:
+        return None
+    return protocol if protocol.file_sha256 == sha256 else None
+
+
+def recorded_protocol(results_dir: str | Path, name: str, sha256: str):
+    """The Protocol of these exact bytes, for reading results: the results folder's own copy
+    (RESULTS/protocols/<sha256>.toml), else the built-in of that name or the file the runs were
+    read from, each only if its bytes still hash to `sha256`; None when none does (a table then
+    uses the pooled metrics and class ids, and says nothing it cannot know)."""
+    from .errors import InputError
+    from .protocol import load_protocol, resolve_protocol_path
+
+    copies = Path(results_dir) / "protocols"
+    chained = _chain_copy(copies, sha256)
+    if chained is not None:
+        return chained
+    candidates = [copies / f"{sha256}.toml"]
+    try:
+        candidates.append(resolve_protocol_path(name))
+    except InputError:
+        pass
+    for run_json in sorted((Path(results_dir) / "runs" / name).glob("*/*/run.json"))[:1]:
+        try:
+            recorded = json.loads(run_json.read_text()).get("protocol_path")
+        except (OSError, ValueError):
+            recorded = None
+        if recorded:
+            candidates.append(Path(recorded))
+    for path in candidates:
+        try:
+            if path.is_file():
+                loaded = load_protocol(path)  # with what it extends: its identity covers the chain
+                if loaded.file_sha256 == sha256:
+                    return loaded
+        except (OSError, InputError):
+            continue
+    return None
+
+
 def load_results(results_dir: str | Path, protocol, methods: list[str] | None = None,
                  warn: Callable[[str], None] = _stderr, protocol_sha256: str | None = None) -> pd.DataFrame:
     """The verified records of one protocol's selected runs (what tables, comparisons and plots read).
@@ -318,6 +395,8 @@ def load_results(results_dir: str | Path, protocol, methods: list[str] | None = 
         present = protocols_present(results_dir)
         raise InputError(f"no complete runs of protocol {protocol!r} under {Path(results_dir) / 'runs'}"
                          + (f" (protocols there: {', '.join(present)})" if present else ""))
+    if methods:
+        _check_names(methods, runs, protocol, results_dir)
     selected = select_runs(runs, methods)
     if not selected:
         raise InputError(f"no complete runs of {', '.join(methods or [])} for protocol {protocol!r} under "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .console import interactive
+from .console import interactive, rate_text
 
 from . import __version__
 from .checkpoints import file_sha256, read_checkpoint, save_checkpoint, tensors_sha256
@@ -215,6 +215,7 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
                desc=f"train {method_name} fold {fold} shot {shot} seed {seed}", unit="ep", dynamic_ncols=True)
     # Off a terminal: one plain line per `checkpoint_every` episodes instead of a redrawn bar.
     line_every = schedule.checkpoint_every if progress and not bars else 0
+    last_line = time.perf_counter()
     for iteration in bar:
         spec, flips = training_episode(pools, seed, fold, shot, iteration, schedule.flip)
         episode, _ = build_episode(spec, load, protocol, flips)
@@ -234,11 +235,14 @@ def train(protocol: Protocol, method_name: str, fold: int, shot: int, *, data_ro
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         if (iteration + 1) % schedule.checkpoint_every == 0 and iteration + 1 < total:
             save_checkpoint(last_path, payload(iteration + 1))
-        if line_every and (iteration + 1) % line_every == 0:
+        # Off a terminal: a line every `checkpoint_every` episodes or every 30 s, whichever comes first.
+        if line_every and ((iteration + 1) % line_every == 0 or time.perf_counter() - last_line >= 30):
+            last_line = time.perf_counter()
             rate = (iteration + 1 - start) / max(time.perf_counter() - began, 1e-9)
+            left = (end - iteration - 1) / max(rate, 1e-9)
             print(f"train {method_name} fold {fold} shot {shot} seed {seed}: {iteration + 1}/{total} episodes, "
-                  f"loss {np.mean(losses[-50:]):.3f}, lr {scheduler.get_last_lr()[0]:.1e}, {rate:.1f} episodes/s",
-                  file=sys.stderr, flush=True)
+                  f"loss {np.mean(losses[-50:]):.3f}, lr {scheduler.get_last_lr()[0]:.1e}, {rate_text(rate)} "
+                  f"episodes/s, about {left:.0f} s left", file=sys.stderr, flush=True)
     bar.close()
     seconds = time.perf_counter() - began
     done = end - start

@@ -29,6 +29,56 @@ def shared_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     return keep_a, keep_b, note
 
 
+def rows_of(records: pd.DataFrame, name: str) -> list[str]:
+    """The table rows a name stands for: the row of that label, else every row (configuration) of
+    the method registered under that name, in label order; [] when it has none."""
+    if (records["method"] == name).any():
+        return [name]
+    if "method_name" not in records:
+        return []
+    return sorted(records.loc[records["method_name"] == name, "method"].unique())
+
+
+def expand_rows(records: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """(rows, notes): each name replaced by its rows (`rows_of`), repeats dropped, and one line per
+    name that stands for several rows. A name with no complete run is an error listing the rows
+    there are."""
+    rows, notes = [], []
+    for name in names:
+        found = rows_of(records, name)
+        if not found:
+            present = ", ".join(sorted(records["method"].unique()))
+            raise InputError(f"method {name!r}: no complete runs to compare (rows here: {present})")
+        if len(found) > 1:
+            notes.append(f"{name} has {len(found)} rows ({'; '.join(found)}): each is compared")
+        rows += [row for row in found if row not in rows]
+    return rows, notes
+
+
+def comparison_frame(records: pd.DataFrame, a: str, b: str, metric: str = "miou",
+                     resamples: int = DEFAULT_RESAMPLES) -> pd.DataFrame:
+    """b - a as a DataFrame in points, one row per (row of a, row of b, shot, fold | "mean"):
+    difference with its 95% paired-bootstrap interval, the sign-flip permutation p-value and its
+    floor 1/(resamples + 1) (`p_at_floor`: the true p may be anything below it). A name with several
+    rows (configurations) is expanded on each side."""
+    rows_a, _ = expand_rows(records, [a])
+    rows_b, _ = expand_rows(records, [b])
+    out = []
+    for row_a in rows_a:
+        for row_b in rows_b:
+            if row_a == row_b and a != b:
+                continue
+            for shot, per_fold in compare_methods(records, row_a, row_b, metric, resamples).items():
+                for fold, result in per_fold.items():
+                    floor = 1 / (result.resamples + 1)
+                    out.append({"a": row_a, "b": row_b, "shot": int(shot), "fold": str(fold), "metric": metric,
+                                "difference": 100 * result.difference, "ci_low": 100 * result.low,
+                                "ci_high": 100 * result.high, "p_value": result.p_value,
+                                "p_at_floor": result.p_value <= floor + 1e-12, "resamples": result.resamples})
+    return pd.DataFrame(out, columns=["a", "b", "shot", "fold", "metric", "difference", "ci_low", "ci_high",
+                                      "p_value", "p_at_floor", "resamples"])
+
+
 def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str = "miou",
                     resamples: int = DEFAULT_RESAMPLES) -> dict[int, dict[object, PairedComparison]]:
     """{shot: {fold: comparison, "mean": comparison}} of variant - base, on the episodes both were run

@@ -144,8 +144,12 @@ def _pairwise_matrix(pairs: pd.DataFrame, rows: list[str]) -> str:
                     continue
                 p_better = r.p_b_better if sign == 1 else 1 - r.p_b_better
                 cls = ' class="sig"' if r.p_holm < 0.05 else ""
+                # At the permutation floor 1/(R+1) the true p is below it: say "<", not a number.
+                at_floor = r.p_value <= 1 / (r.resamples + 1) + 1e-12
+                holm = f"p<sub>Holm</sub>&lt;{r.p_holm:.3f}" if at_floor else f"p<sub>Holm</sub>={r.p_holm:.3f}"
+                better = "P(row&gt;col): one run" if r.pairs == 1 else f"P(row&gt;col)={p_better:.2f}"
                 tds.append(f'<td{cls} data-value="{sign * r.difference:.17g}">{sign * r.difference:+.1f}<br>'
-                           f'<span class="note">p<sub>Holm</sub>={r.p_holm:.3f}<br>P(row&gt;col)={p_better:.2f}</span></td>')
+                           f'<span class="note">{holm}<br>{better}</span></td>')
             body.append("<tr>" + "".join(tds) + "</tr>")
         family = group["family"].iloc[0]
         parts.append(f"<h4>{shot}-shot</h4><p class='note'>Row − column, mIoU points on the mean of folds; "
@@ -184,9 +188,11 @@ def _training_seeds_table(summary: pd.DataFrame, miou_metric: str) -> str:
 
 
 def _iqm_table(iqm: pd.DataFrame) -> str:
+    # One run has no spread to resample: its value alone, flagged, rather than a zero-width interval.
     body = "".join(f'<tr><td>{_e(r.method)}</td><td data-value="{r.shot}">{r.shot}</td>'
-                   f'<td data-value="{r.iqm:.17g}">{r.iqm:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]</td>'
-                   f'<td data-value="{r.runs}">{r.runs}</td></tr>' for r in iqm.itertuples())
+                   f'<td data-value="{r.iqm:.17g}">{r.iqm:.1f} '
+                   + (f'[{r.ci_low:.1f}, {r.ci_high:.1f}]' if r.runs > 1 else '<span class="note">(one run: no interval)</span>')
+                   + f'</td><td data-value="{r.runs}">{r.runs}</td></tr>' for r in iqm.itertuples())
     return ("<table class='sortable'><thead><tr><th>Method</th><th>shot</th><th>IQM mIoU [95% stratified bootstrap]"
             f"</th><th>runs</th></tr></thead><tbody>{body}</tbody></table>")
 
@@ -238,7 +244,9 @@ def _figures(records: pd.DataFrame, summary: pd.DataFrame, protocol: str, rows: 
         made += [(f"Performance profile, {shot}-shot: fraction of episodes with IoU above τ",
                   plots.plot_performance_profiles(records, folder / f"{protocol}-profile-{shot}shot", int(shot), rows))]
     if records["shot"].nunique() > 1:
-        made += [("1-shot vs 5-shot", plots.plot_shots(summary, folder / f"{protocol}-shots", rows))]
+        shots = plots.plot_shots(summary, folder / f"{protocol}-shots", rows)
+        made += [("1-shot vs 5-shot" if shots else "1-shot vs 5-shot left out: it needs the mean of all 4 folds, or "
+                  "every row on the same single fold", shots)]
     try:
         tree = tree_of(records)
         for shot in sorted(records["shot"].unique()):
@@ -275,8 +283,7 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
     """Write `out/index.html` (and `out/figures/`) for every protocol with complete runs."""
     from ..aggregates import iqm_table
     from ..comparisons import pairwise, run_values
-    from ..protocol import load_protocol
-    from ..results import load_results, protocols_present
+    from ..results import load_results, recorded_protocol
     from .compare import indistinguishable_from_best
     from .order import row_order
     from .summary import summarise
@@ -290,10 +297,10 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
             records = load_results(results_dir, protocol, protocol_sha256=protocol_sha256, warn=lambda message: None)
         except InputError:
             continue  # a protocol folder without complete runs
-        try:
-            loaded = load_protocol(protocol)
+        loaded = recorded_protocol(results_dir, protocol, protocol_sha256)  # the folder's copy of its bytes
+        if loaded is not None:
             miou_metric, fbiou_metric, description = loaded.miou_metric, loaded.fbiou_metric, loaded.description
-        except InputError:  # a protocol given by path: its name is not a built-in
+        else:  # runs from before protocol copies, their file gone: the pooled metrics
             miou_metric, fbiou_metric, description = "miou", "fbiou", ""
         summary = summarise(records, resamples=resamples)
         rows = row_order(summary["method"].unique())

@@ -77,8 +77,10 @@ def _train_seeds(records: pd.DataFrame) -> int:
 
 
 def _percent(interval: stats.Interval) -> dict:
-    return {"value": 100 * interval.value, "ci_low": 100 * interval.low, "ci_high": 100 * interval.high,
-            "ci_method": interval.method}
+    """In points; the interval truncated to [0, 100], the range of every IoU (a studentised or t
+    interval of few episodes can reach past it, which no reader should see)."""
+    low, high = (float(np.clip(100 * v, 0.0, 100.0)) if not np.isnan(v) else v for v in (interval.low, interval.high))
+    return {"value": 100 * interval.value, "ci_low": low, "ci_high": high, "ci_method": interval.method}
 
 
 def primary(summary: pd.DataFrame) -> pd.DataFrame:

@@ -238,6 +238,13 @@ def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: 
     return "\n".join(lines) + "\n"
 
 
+def format_p(p_value: float, resamples: int, name: str = "p") -> str:
+    """`p=0.042`, or `p<1/1001` at the permutation test's floor 1/(R+1): the true p is anywhere below."""
+    if p_value <= 1 / (resamples + 1) + 1e-12:
+        return f"{name}<1/{resamples + 1}"
+    return f"{name}={p_value:.3f}"
+
+
 def format_difference(result: PairedComparison) -> str:
     return (f"{100 * result.difference:+.1f} [{100 * result.low:+.1f}, {100 * result.high:+.1f}] "
-            f"p={result.p_value:.3f}")
+            f"{format_p(result.p_value, result.resamples)}")

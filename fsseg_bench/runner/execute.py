@@ -37,8 +37,8 @@ from .feature_store import FeatureStore
 from .features import FeatureCache
 from .plan import RunRequest, run_dir, run_id, run_identity
 from .provenance import software
-from .store import (RECORDS, RunLocked, RecordWriter, acquire_lock, read_run_json, scan_records, truncate_records,
-                    write_run_json)
+from .store import (RECORDS, RunLocked, RecordWriter, acquire_lock, keep_protocol_copy, read_run_json, scan_records,
+                    truncate_records, write_run_json)
 
 Progress = Callable[[str, str, int], None]  # (event, run label, number)
 # Episodes predicted together: batched ops amortise per-call overhead; a crash loses at most this many.
@@ -455,6 +455,8 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "feature_store": (str(feature_store_dir(request).resolve())
                           if request.use_cache and method.frozen_encoder and request.feature_store_gib > 0 else None),
         "encode_batch": request.encode_batch,
+        # The protocol's bytes kept beside the runs: a copied results folder needs no TOML.
+        "protocol_copy": keep_protocol_copy(Path(request.results_dir), protocol),
     }
     write_run_json(directory, run_info)
     done = keep

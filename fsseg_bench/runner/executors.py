@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..data.source import one_look_at_the_data
 from . import execute as execute_module
-from ..console import interactive, say, warn
+from ..console import interactive, rate_text, say, warn
 from .execute import PREDICT_CHUNK, RunOutcome, prepare_run, run_one
 from .plan import RunRequest
 
@@ -125,31 +125,70 @@ def run_group(requests: list[RunRequest]) -> list[RunOutcome]:
 
 
 class ProgressBars:
-    """On a terminal: an overall bar plus one bar per active run (episodes/s and ETA). Elsewhere (a
-    pipe, a log file): one plain line per finished run. Failures and warnings are said once each;
-    `quiet` keeps only those."""
+    """On a terminal: an overall bar counting episodes (its total estimated from the runs started
+    so far, so the ETA keeps moving) plus one bar per active run, each on its own line. Elsewhere
+    (a pipe, a log file): one plain line per finished run and a progress line at most every
+    `line_seconds`. Failures and warnings are said once each; `quiet` keeps only those."""
 
-    def __init__(self, total_runs: int, quiet: bool):
+    def __init__(self, total_runs: int, quiet: bool, line_seconds: float = 30.0):
         self.quiet, self.total, self.done = quiet, total_runs, 0
         self.bars_on = not quiet and interactive()
-        self.overall = tqdm(total=total_runs, desc="runs", unit="run", disable=not self.bars_on, position=0,
+        self.overall = tqdm(total=0, desc=f"0/{total_runs} runs", unit="ep", disable=not self.bars_on, position=0,
                             dynamic_ncols=True)
         self.bars: dict[str, tqdm] = {}
+        self.positions: dict[str, int] = {}
+        self.started_episodes: dict[str, int] = {}  # label -> episodes of each run started
+        self.episodes_done, self.runs_settled = 0, 0
+        self.began = time.perf_counter()
+        self.line_seconds, self.last_line = line_seconds, time.perf_counter()
+
+    def estimated_total(self) -> int:
+        """Episodes of the runs started, plus the runs not yet started at their mean size."""
+        known = sum(self.started_episodes.values())
+        unstarted = max(self.total - len(self.started_episodes) - self.runs_settled, 0)
+        mean = known / len(self.started_episodes) if self.started_episodes else 0
+        return int(round(known + unstarted * mean))
 
     def __call__(self, event: str, label: str, number: int) -> None:
-        if not self.bars_on:
-            return
         if event == "start":
-            self.bars[label] = tqdm(total=number, desc=label, unit="ep", leave=False,
-                                    position=1 + len(self.bars), dynamic_ncols=True)
-        elif event == "advance" and label in self.bars:
-            self.bars[label].update(number)
-        elif event == "end" and label in self.bars:
-            self.bars.pop(label).close()
+            self.started_episodes[label] = number
+        elif event == "advance":
+            self.episodes_done += number
+        if self.bars_on:
+            if event == "start":
+                # The lowest free line: a finished run's line is reused, never two bars on one.
+                position = min(set(range(1, len(self.positions) + 2)) - set(self.positions.values()))
+                self.positions[label] = position
+                self.bars[label] = tqdm(total=number, desc=label, unit="ep", leave=False, position=position,
+                                        dynamic_ncols=True)
+            elif event == "advance" and label in self.bars:
+                self.bars[label].update(number)
+            elif event == "end" and label in self.bars:
+                self.bars.pop(label).close()
+                self.positions.pop(label, None)
+            self.overall.total = max(self.estimated_total(), self.episodes_done)
+            self.overall.n = self.episodes_done
+            self.overall.refresh()
+        elif event == "advance" and not self.quiet and time.perf_counter() - self.last_line >= self.line_seconds:
+            self.last_line = time.perf_counter()
+            say(self.progress_line(), False)
+
+    def progress_line(self) -> str:
+        elapsed = time.perf_counter() - self.began
+        rate = self.episodes_done / max(elapsed, 1e-9)
+        total = max(self.estimated_total(), self.episodes_done)
+        left = (total - self.episodes_done) / rate if rate > 0 else float("nan")
+        return (f"progress: {self.done}/{self.total} runs, {self.episodes_done}/{total} episodes "
+                f"({rate_text(rate)}/s), about {left:.0f} s left")
 
     def finished(self, outcome: RunOutcome) -> None:
         self.done += 1
-        self.overall.update(1)
+        if outcome.label not in self.started_episodes:
+            self.runs_settled += 1  # skipped, locked or failed before it started: no episodes to wait for
+        if self.bars_on:
+            self.overall.set_description(f"{self.done}/{self.total} runs")
+            self.overall.total = max(self.estimated_total(), self.episodes_done)
+            self.overall.refresh()
         for warning in outcome.warnings:
             if self.bars_on:
                 with tqdm.external_write_mode(file=sys.stderr):
@@ -160,11 +199,8 @@ class ProgressBars:
             say(("FAILED: " if outcome.status == "failed" else "") + outcome.message, self.bars_on)
         elif not self.quiet and not self.bars_on:
             rate = outcome.episodes / max(outcome.seconds, 1e-9)
-            figures = (f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
-                       f"({rate:.0f}/s)" if outcome.status == "complete" and rate >= 10 else
-                       f": {outcome.episodes} episodes in {outcome.seconds:.1f} s "
-                       f"({rate:.2g}/s)" if outcome.status == "complete"
-                       else f": {outcome.message}" if outcome.message else "")
+            figures = (f": {outcome.episodes} episodes in {outcome.seconds:.1f} s ({rate_text(rate)}/s)"
+                       if outcome.status == "complete" else f": {outcome.message}" if outcome.message else "")
             say(f"[{self.done}/{self.total}] {outcome.label} {outcome.status}{figures}", self.bars_on)
 
     def close(self) -> None:

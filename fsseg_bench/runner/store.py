@@ -224,6 +224,37 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
+PROTOCOL_COPIES = "protocols"  # RESULTS/protocols/<sha256>.toml
+
+
+def keep_protocol_copy(results_dir: Path, protocol) -> str:
+    """The protocol's exact bytes at RESULTS/protocols/<sha256>.toml (kept once, verified when it
+    exists), so the folder can be tabled, compared and reported without the original file. A
+    protocol that extends others keeps each file so, plus <identity>.chain.json listing them.
+    Returns the copy's path relative to the results folder."""
+    import hashlib
+
+    from ..protocol import protocol_chain_sha256
+
+    files = [Path(f) for f in (protocol.chain or (protocol.path,))]
+    blobs = [f.read_bytes() for f in files]
+    sha256s = [hashlib.sha256(blob).hexdigest() for blob in blobs]
+    if protocol_chain_sha256(sha256s) != protocol.file_sha256:
+        raise InputError(f"{protocol.path}: changed while the run was starting (sha256 "
+                         f"{protocol_chain_sha256(sha256s)[:12]}..., loaded as {protocol.file_sha256[:12]}...); rerun")
+    folder = Path(results_dir) / PROTOCOL_COPIES
+    for blob, sha256 in zip(blobs, sha256s):
+        target = folder / f"{sha256}.toml"
+        if not (target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, blob)
+    if len(blobs) == 1:
+        return f"{PROTOCOL_COPIES}/{sha256s[0]}.toml"
+    manifest = folder / f"{protocol.file_sha256}.chain.json"
+    write_atomic(manifest, json.dumps({"files": sha256s}, indent=1).encode())
+    return f"{PROTOCOL_COPIES}/{manifest.name}"
+
+
 def read_run_json(directory: Path) -> dict | None:
     path = Path(directory) / RUN_JSON
     if not path.is_file():
