@@ -34,7 +34,9 @@ def method_colours(methods) -> dict[str, tuple]:
     figure are told apart by moving the later (alphabetically) to the next free colour."""
     import hashlib
 
-    palette = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
+    # Grey (the colour-blind palette's 8th) reads as "no method" on the overlays: never used.
+    blind = sns.color_palette("colorblind", 10)
+    palette = blind[:7] + blind[8:] + sns.color_palette("dark", 10)
     colours, taken = {}, set()
     for method in methods:
         if method in BUILTIN_COLOURED:
@@ -162,7 +164,12 @@ def per_class_figure(records: pd.DataFrame, shot: int = 1, methods: list[str] | 
     fig.suptitle(f"Per-class IoU, {shot}-shot (bars: pooled IoU; whiskers: 95% bootstrap)", fontsize=7, y=0.995)
 
     def layout():
-        fig.tight_layout()  # the suptitle and the figure legend are part of the layout
+        # The panels go below the figure legend (under the suptitle), measured as drawn.
+        fig.tight_layout()
+        fig.canvas.draw()
+        if fig.legends:
+            legend_bottom = fig.legends[0].get_window_extent().y0 / fig.bbox.height
+            fig.subplots_adjust(top=legend_bottom - 0.012)
 
     # After the layout is known: the labels' drawn extents decide how they are set.
     _fit_class_ticks(fig, list(axes[:, 0]), [[t.get_text() for t in ax.get_xticklabels()] for ax in axes[:, 0]], layout)
