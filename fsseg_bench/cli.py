@@ -638,7 +638,7 @@ def cmd_demo(args) -> int:
     print(report["table"])
     print(report["ablation"])
     if report["quick"]:
-        print("PANet and HSNet vs training-free baselines at 1 shot (informative only with --quick: 2 seeds, 40 episodes):")
+        print("PANet and HSNet vs training-free baselines at 1 shot (informative only with --quick: 2 seeds, 20 episodes):")
     for line in report["check"]:
         print(line)
     print(f"demo {'(quick) ' if report['quick'] else ''}finished in {report['wall_seconds']:.0f} s "
@@ -865,7 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the main job on the synthetic stand-in: train, run everything, report")
-    p.add_argument("--quick", action="store_true", help="smoke test: short training, 2 seeds, 40 episodes")
+    p.add_argument("--quick", action="store_true", help="smoke test: short training, 2 seeds, 20 episodes")
     p.add_argument("--out", type=Path, default=None,
                    help="report folder (default: RESULTS/demo, or RESULTS/demo-quick with --quick)")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR,

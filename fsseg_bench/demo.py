@@ -26,13 +26,14 @@ TRAINED = ("panet", "panet-noalign", "hsnet")
 # Training seeds per trained method (the schedule's seed, 1234, when not listed).
 TRAIN_SEEDS = {"panet": (1234, 1, 2)}
 QUICK_TRAIN_SEEDS: dict = {}  # the smoke test trains one model per (method, fold): the schedule's seed
+QUICK_TRAIN_EPISODES = {"panet": 150, "panet-noalign": 150, "hsnet": 300}
 TRAINING_FREE = ("panet-init", "linear-probe", "knn", "support-copy", "all-foreground")
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     quick: bool
-    train_iterations: int | None
+    train_iterations: dict | None  # method -> training episodes (None: the protocol's schedule)
     seeds: tuple[int, ...] | None
     limit: int | None
     train_seeds: dict       # method -> training seeds (absent: the schedule's seed)
@@ -41,7 +42,8 @@ class DemoSettings:
 
 def settings(quick: bool) -> DemoSettings:
     if quick:
-        return DemoSettings(True, 300, (1234, 1235), 40, QUICK_TRAIN_SEEDS, 200)
+        # HSNet's learner needs more episodes than PANet's prototypes before it predicts anything.
+        return DemoSettings(True, QUICK_TRAIN_EPISODES, (1234, 1235), 20, QUICK_TRAIN_SEEDS, 100)
     return DemoSettings(False, None, None, None, TRAIN_SEEDS, 1000)
 
 
@@ -79,7 +81,7 @@ def _remove_empty_folders(root: Path) -> None:
             pass
 
 
-def train_all(protocol, data_root: Path, out: Path, iterations: int | None, workers: int, quiet: bool,
+def train_all(protocol, data_root: Path, out: Path, iterations: dict | None, workers: int, quiet: bool,
               train_seeds: dict | None = None) -> None:
     """Train every (method, training seed, fold) model the demo uses, `workers` at a time. Each
     finished model is said as it finishes (`[k/N] ...`, with the elapsed time and an estimate of
@@ -92,7 +94,7 @@ def train_all(protocol, data_root: Path, out: Path, iterations: int | None, work
     from .console import interactive, say, warn
 
     # HSNet first: its models take longest, so the pool ends with the short PANet ones.
-    jobs = [(protocol.path, method, fold, seed, str(data_root), str(out), iterations)
+    jobs = [(protocol.path, method, fold, seed, str(data_root), str(out), (iterations or {}).get(method))
             for method in sorted(TRAINED, key=lambda m: m != "hsnet")
             for seed in (TRAIN_SEEDS if train_seeds is None else train_seeds).get(method, (protocol.training.seed,))
             for fold in protocol.folds]

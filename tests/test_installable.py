@@ -53,7 +53,7 @@ def test_readme_tour(tmp_path):
     assert [c[1] for c in commands] == ["methods", "run", "table", "compare"]
     outputs = {}
     for command in commands:
-        args = command[1:] + (["--seed", "1234", "1235", "--limit", "40", "--quiet"] if command[1] == "run" else [])
+        args = command[1:] + (["--seed", "1234", "1235", "--limit", "20", "--quiet"] if command[1] == "run" else [])
         result = _cli(*args, cwd=tmp_path)
         assert result.returncode == 0, (command, result.stderr[-2000:])
         outputs[command[1]] = result.stdout
