@@ -461,12 +461,12 @@ def cmd_table(args) -> int:
     given = bool(args.protocol)
     args.protocol = _protocol_of(args)
     records = _load_selected(args.results, args.protocol, methods, given)
+    if args.format == "episodes":  # the records themselves: no summary to compute
+        return _episodes_export(records, args.out)
     summary = summarise(records, resamples=args.resamples)
     protocol_miou, protocol_fbiou = _protocol_metrics(records)
     miou_metric, fbiou_metric = args.miou or protocol_miou, args.fbiou or protocol_fbiou
     rows = row_order(summary["method"].unique(), methods)
-    if args.format == "episodes":
-        return _episodes_export(records, args.out)
     bold = None if args.format in ("csv", "json") else indistinguishable_from_best(records, summary, rows, miou_metric,
                                                                          args.resamples, fbiou_metric=fbiou_metric)
     if args.ablation:
@@ -503,7 +503,9 @@ def _episodes_export(records, out: Path | None) -> int:
         return 0
     text = frame.to_csv(index=False, float_format="%.17g")
     if out is not None:
-        _write_atomically(Path(out), text)
+        from .runner.store import write_atomic
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(out), text.encode())
         print(out)
         return 0
     print(text, end="")
@@ -519,6 +521,7 @@ def _closing_table(results: Path, protocol, methods: list[str], resamples: int =
     from .report.summary import summarise
     from .report.tables import markdown_table
     from .results import load_results
+    from .runner.store import write_atomic
 
     try:
         records = load_results(results, protocol, warn=warn)
@@ -526,25 +529,10 @@ def _closing_table(results: Path, protocol, methods: list[str], resamples: int =
         ran = sorted(set(records.loc[records["method_name"].isin(methods), "method"]))
         print(markdown_table(summary, row_order(ran, None), protocol.miou_metric, None, protocol.fbiou_metric), end="")
         path = Path(results) / "runs" / protocol.name / "results.json"
-        _write_atomically(path, results_json(records, summary, protocol.miou_metric, protocol.fbiou_metric, resamples))
+        write_atomic(path, results_json(records, summary, protocol.miou_metric, protocol.fbiou_metric, resamples).encode())
         print(f"results.json (every row of {protocol.name}): {path}")
     except InputError as exc:
         warn(f"no closing table: {exc}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _protocol_metrics(records) -> tuple[str, str]:
@@ -559,7 +547,7 @@ def _protocol_metrics(records) -> tuple[str, str]:
 def cmd_compare(args) -> int:
     from .comparisons import pairwise
     from .report.compare import compare_methods, expand_rows
-    from .report.tables import format_difference, format_p
+    from .report.tables import at_floor, format_difference, format_p
 
     if len(args.methods) < 2 or (len(args.methods) > 2 and len(set(args.methods)) != len(args.methods)):
         raise InputError(f"compare {' '.join(args.methods)}: expected two methods, or more without repeats")
@@ -588,8 +576,7 @@ def cmd_compare(args) -> int:
           f"{len(rows) * (len(rows) - 1) // 2} pairs per shot; P(b > a) over paired (fold, seed, training seed) runs:")
     width = max(len(m) for m in rows)
     for row in pairs.itertuples():
-        floor = row.p_value <= 1 / (args.resamples + 1) + 1e-12
-        holm = f"p_holm<{row.p_holm:.3f}" if floor else f"p_holm={row.p_holm:.3f}"
+        holm = f"p_holm<{row.p_holm:.3f}" if at_floor(row.p_value, args.resamples) else f"p_holm={row.p_holm:.3f}"
         print(f"{row.shot}-shot {row.b:>{width}s} − {row.a:<{width}s} {row.difference:+6.1f} "
               f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}] {format_p(row.p_value, args.resamples)} {holm} "
               f"P(b>a)={_p_better(row)}")

@@ -61,6 +61,8 @@ def comparison_frame(records: pd.DataFrame, a: str, b: str, metric: str = "miou"
     difference with its 95% paired-bootstrap interval, the sign-flip permutation p-value and its
     floor 1/(resamples + 1) (`p_at_floor`: the true p may be anything below it). A name with several
     rows (configurations) is expanded on each side."""
+    from .tables import at_floor
+
     rows_a, _ = expand_rows(records, [a])
     rows_b, _ = expand_rows(records, [b])
     out = []
@@ -70,11 +72,10 @@ def comparison_frame(records: pd.DataFrame, a: str, b: str, metric: str = "miou"
                 continue
             for shot, per_fold in compare_methods(records, row_a, row_b, metric, resamples).items():
                 for fold, result in per_fold.items():
-                    floor = 1 / (result.resamples + 1)
                     out.append({"a": row_a, "b": row_b, "shot": int(shot), "fold": str(fold), "metric": metric,
                                 "difference": 100 * result.difference, "ci_low": 100 * result.low,
                                 "ci_high": 100 * result.high, "p_value": result.p_value,
-                                "p_at_floor": result.p_value <= floor + 1e-12, "resamples": result.resamples})
+                                "p_at_floor": at_floor(result.p_value, result.resamples), "resamples": result.resamples})
     return pd.DataFrame(out, columns=["a", "b", "shot", "fold", "metric", "difference", "ci_low", "ci_high",
                                       "p_value", "p_at_floor", "resamples"])
 

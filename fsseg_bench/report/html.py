@@ -130,6 +130,8 @@ def _main_table(summary, rows, miou_metric, bold, fbiou_metric="fbiou") -> str:
 
 
 def _pairwise_matrix(pairs: pd.DataFrame, rows: list[str]) -> str:
+    from .tables import at_floor
+
     parts = []
     for shot, group in pairs.groupby("shot"):
         lookup = {(r.a, r.b): r for r in group.itertuples()}
@@ -145,8 +147,8 @@ def _pairwise_matrix(pairs: pd.DataFrame, rows: list[str]) -> str:
                 p_better = r.p_b_better if sign == 1 else 1 - r.p_b_better
                 cls = ' class="sig"' if r.p_holm < 0.05 else ""
                 # At the permutation floor 1/(R+1) the true p is below it: say "<", not a number.
-                at_floor = r.p_value <= 1 / (r.resamples + 1) + 1e-12
-                holm = f"p<sub>Holm</sub>&lt;{r.p_holm:.3f}" if at_floor else f"p<sub>Holm</sub>={r.p_holm:.3f}"
+                relation = "&lt;" if at_floor(r.p_value, r.resamples) else "="
+                holm = f"p<sub>Holm</sub>{relation}{r.p_holm:.3f}"
                 better = "P(row&gt;col): one run" if r.pairs == 1 else f"P(row&gt;col)={p_better:.2f}"
                 tds.append(f'<td{cls} data-value="{sign * r.difference:.17g}">{sign * r.difference:+.1f}<br>'
                            f'<span class="note">{holm}<br>{better}</span></td>')

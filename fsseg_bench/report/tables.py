@@ -238,9 +238,14 @@ def ablation_table(summary: pd.DataFrame, base: str, variant: str, comparisons: 
     return "\n".join(lines) + "\n"
 
 
+def at_floor(p_value: float, resamples: int) -> bool:
+    """A permutation p-value at its floor 1/(R+1): the test cannot tell it from anything smaller."""
+    return p_value <= 1 / (resamples + 1) + 1e-12
+
+
 def format_p(p_value: float, resamples: int, name: str = "p") -> str:
     """`p=0.042`, or `p<1/1001` at the permutation test's floor 1/(R+1): the true p is anywhere below."""
-    if p_value <= 1 / (resamples + 1) + 1e-12:
+    if at_floor(p_value, resamples):
         return f"{name}<1/{resamples + 1}"
     return f"{name}={p_value:.3f}"
 

@@ -251,7 +251,9 @@ def keep_protocol_copy(results_dir: Path, protocol) -> str:
     if len(blobs) == 1:
         return f"{PROTOCOL_COPIES}/{sha256s[0]}.toml"
     manifest = folder / f"{protocol.file_sha256}.chain.json"
-    write_atomic(manifest, json.dumps({"files": sha256s}, indent=1).encode())
+    listing = json.dumps({"files": sha256s}, indent=1).encode()
+    if not (manifest.is_file() and manifest.read_bytes() == listing):
+        write_atomic(manifest, listing)
     return f"{PROTOCOL_COPIES}/{manifest.name}"
 
 

@@ -92,6 +92,30 @@ def voc_folder(root: Path) -> Path:
     return root if (root / "JPEGImages").is_dir() else next(root.glob("**/VOC2012"))
 
 
+def scaled_down(base: str, name: str, episodes: int, extra: tuple = ()) -> str:
+    """The built-in protocol `base` renamed `name`: fold 0 at 1 shot, `episodes` class-uniform
+    queries, on the stand-in's dataset, plus `extra` (old, new) text replacements."""
+    text = (Path(__file__).resolve().parents[2] / "protocols" / f"{base}.toml").read_text()
+    text = re.sub(r'query_sampling = "[a-z-]+"', 'query_sampling = "class-uniform"', text)
+    text = re.sub(r"^episodes = \d+", f"episodes = {episodes}", text, count=1, flags=re.M)
+    text = (text.replace(f'name = "{base}"', f'name = "{name}"').replace("folds = [0, 1, 2, 3]", "folds = [0]")
+                .replace("shots = [1, 5]", "shots = [1]").replace('dataset = "pascal-voc"', 'dataset = "synthetic5i"'))
+    for old, new in extra:
+        text = text.replace(old, new)
+    return text
+
+
+def run_brightness(work: Path, tree: Path, text: str, name: str | None = None) -> tuple[Path, Path]:
+    """Write the protocol `text` and the predictor plugin, and run it: (protocol file, results folder)."""
+    name = name or re.search(r'^name = "([^"]+)"', text, re.M)[1]
+    protocol, plugin, results = work / f"{name}.toml", work / "brightness.py", work / f"{name}-results"
+    protocol.write_text(text)
+    plugin.write_text(PREDICTOR)
+    cli("run", "--protocol", protocol, "--plugin", plugin, "--method", "brightness", "--data-root", tree,
+        "--results", results, "--quiet")
+    return protocol, results
+
+
 def panet_check(panet: Path, work: Path) -> None:
     import torchvision.transforms.functional as tr_F
 
@@ -100,22 +124,10 @@ def panet_check(panet: Path, work: Path) -> None:
 
     tree = work / "voc"
     cli("synth", "--root", tree, "--images", "240")
-    protocol = work / "eq-panet.toml"
-    text = (Path(__file__).resolve().parents[2] / "protocols" / "pascal5i-panet.toml").read_text()
-    text = (text.replace('name = "pascal5i-panet"', 'name = "eq-panet"')
-                .replace('split = "trainaug"', 'split = "val"').replace('query_sampling = "panet-original"',
-                                                                       'query_sampling = "class-uniform"')
-                .replace("episodes = 1000", "episodes = 600").replace("seeds = [1234, 1235, 1236, 1237, 1238]",
-                                                                     "seeds = [1234]")
-                .replace("folds = [0, 1, 2, 3]", "folds = [0]").replace("shots = [1, 5]", "shots = [1]")
-                # Small inputs so that some queries lose their class in the resize (PANet's rule then matters).
-                .replace("image_size = [417, 417]", f"image_size = [{PANET_SIDE}, {PANET_SIDE}]"))
-    protocol.write_text(text.replace('dataset = "pascal-voc"', 'dataset = "synthetic5i"'))
-    plugin = work / "brightness.py"
-    plugin.write_text(PREDICTOR)
-    results = work / "panet-results"
-    cli("run", "--protocol", protocol, "--plugin", plugin, "--method", "brightness", "--data-root", tree,
-        "--results", results, "--quiet")
+    protocol, results = run_brightness(work, tree, scaled_down("pascal5i-panet", "eq-panet", 600, (
+        ('split = "trainaug"', 'split = "val"'), ("seeds = [1234, 1235, 1236, 1237, 1238]", "seeds = [1234]"),
+        # Small inputs so that some queries lose their class in the resize (PANet's rule then matters).
+        ("image_size = [417, 417]", f"image_size = [{PANET_SIDE}, {PANET_SIDE}]"))))
     voc = next(tree.glob("**/VOC2012"))
     metric = Metric(max_label=20, n_runs=1)
     fold_classes = [1, 2, 3, 4, 5]
@@ -164,18 +176,8 @@ def hsnet_check(hsnet: Path, work: Path, benchmark: str) -> None:
     tree = work / f"hsnet-{benchmark}"
     cli("synth", "--layout", layout, "--root", tree, *(["--images", images] if images else []))
     name = f"eq-hsnet-{benchmark}"
-    protocol = work / f"{name}.toml"
-    text = (Path(__file__).resolve().parents[2] / "protocols" / f"{base}.toml").read_text()
-    text = re.sub(r'query_sampling = "[a-z-]+"', 'query_sampling = "class-uniform"', text)
-    text = re.sub(r"^episodes = \d+", f"episodes = {episodes}", text, count=1, flags=re.M)
-    text = (text.replace(f'name = "{base}"', f'name = "{name}"').replace("folds = [0, 1, 2, 3]", "folds = [0]")
-                .replace("shots = [1, 5]", "shots = [1]").replace('dataset = "pascal-voc"', 'dataset = "synthetic5i"'))
-    protocol.write_text(text)
-    plugin = work / "brightness.py"
-    plugin.write_text(PREDICTOR)
-    results = work / f"{name}-results"
-    cli("run", "--protocol", protocol, "--plugin", plugin, "--method", "brightness", "--data-root", tree,
-        "--results", results, "--quiet")
+    text = scaled_down(base, name, episodes)
+    protocol, results = run_brightness(work, tree, text, name)
     info = json.loads(next(results.glob("runs/*/*/*/run.json")).read_text())
     fold_classes = info["fold_classes"]
 
@@ -232,7 +234,7 @@ def hsnet_check(hsnet: Path, work: Path, benchmark: str) -> None:
         ignoring = work / "eq-hsnet-coco-ignore.toml"
         ignoring.write_text(text.replace(f'name = "{name}"', 'name = "eq-hsnet-coco-ignore"')
                             .replace('query_ignore = "background"', 'query_ignore = "ignore"'))
-        cli("run", "--protocol", ignoring, "--plugin", plugin, "--method", "brightness", "--data-root", tree,
+        cli("run", "--protocol", ignoring, "--plugin", work / "brightness.py", "--method", "brightness", "--data-root", tree,
             "--results", results, "--quiet", "--episode-list", info["episode_list_path"], "--fold", "0",
             "--shot", "1", "--seed", "0")
         other = harness_numbers(results, ignoring)
@@ -254,19 +256,8 @@ def pfenet_check(pfenet: Path, work: Path) -> None:
 
     tree = work / "pfenet-voc"
     cli("synth", "--root", tree, "--images", "240")
-    protocol = work / "eq-pfenet.toml"
-    text = (Path(__file__).resolve().parents[2] / "protocols" / "pascal5i-pfenet.toml").read_text()
-    text = (text.replace('name = "pascal5i-pfenet"', 'name = "eq-pfenet"')
-                .replace('query_sampling = "pfenet-original"', 'query_sampling = "class-uniform"')
-                .replace("episodes = 5001", "episodes = 300").replace("folds = [0, 1, 2, 3]", "folds = [0]")
-                .replace("shots = [1, 5]", "shots = [1]").replace("min_fg_pixels = 2048", "min_fg_pixels = 0")
-                .replace('dataset = "pascal-voc"', 'dataset = "synthetic5i"'))
-    protocol.write_text(text)
-    plugin = work / "brightness.py"
-    plugin.write_text(PREDICTOR)
-    results = work / "pfenet-results"
-    cli("run", "--protocol", protocol, "--plugin", plugin, "--method", "brightness", "--data-root", tree,
-        "--results", results, "--quiet")
+    protocol, results = run_brightness(work, tree, scaled_down("pascal5i-pfenet", "eq-pfenet", 300, (
+        ("min_fg_pixels = 2048", "min_fg_pixels = 0"),)))
     info = json.loads(next(results.glob("runs/*/*/*/run.json")).read_text())
     fold_classes = info["fold_classes"]
     voc = voc_folder(Path(info["data_root"]))
