@@ -547,7 +547,7 @@ def _protocol_metrics(records) -> tuple[str, str]:
 def cmd_compare(args) -> int:
     from .comparisons import pairwise
     from .report.compare import compare_methods, expand_rows
-    from .report.tables import at_floor, format_difference, format_p
+    from .report.tables import format_difference, format_holm, format_p
 
     if len(args.methods) < 2 or (len(args.methods) > 2 and len(set(args.methods)) != len(args.methods)):
         raise InputError(f"compare {' '.join(args.methods)}: expected two methods, or more without repeats")
@@ -572,13 +572,14 @@ def cmd_compare(args) -> int:
         raise InputError(f"compare {' '.join(args.methods)}: these name one row ({rows[0]}); expected two")
     pairs = pairwise(records, rows, args.metric, args.resamples)
     print(f"All pairs, {args.metric} on the mean of folds; b − a in points [95% paired-bootstrap interval]; "
-          f"p: sign-flip permutation ({args.resamples} resamples); p_holm: Holm-adjusted over the family of "
+          f"p: sign-flip permutation ({args.resamples} resamples; at its floor, the tail of a normal fitted to the same "
+          f"null says how far below); p_holm: Holm-adjusted over the family of "
           f"{len(rows) * (len(rows) - 1) // 2} pairs per shot; P(b > a) over paired (fold, seed, training seed) runs:")
     width = max(len(m) for m in rows)
     for row in pairs.itertuples():
-        holm = f"p_holm<{row.p_holm:.3f}" if at_floor(row.p_value, args.resamples) else f"p_holm={row.p_holm:.3f}"
+        holm = format_holm(row.p_holm, row.p_value, row.p_resolved, args.resamples)
         print(f"{row.shot}-shot {row.b:>{width}s} − {row.a:<{width}s} {row.difference:+6.1f} "
-              f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}] {format_p(row.p_value, args.resamples)} {holm} "
+              f"[{row.ci_low:+.1f}, {row.ci_high:+.1f}] {format_p(row.p_value, args.resamples, p_tail=row.p_tail)} {holm} "
               f"P(b>a)={_p_better(row)}")
     return 0
 

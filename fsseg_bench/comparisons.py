@@ -85,8 +85,8 @@ def paired_run_values(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
              resamples: int = DEFAULT_RESAMPLES, cache: dict | None = None) -> pd.DataFrame:
     """Every pair (a, b) of `methods` per shot, on the mean of folds (or the one fold there is):
-    the paired difference b - a with its interval and permutation p-value, the Holm-adjusted p over
-    the family (all pairs of the given methods at that shot), and P(b > a) over (fold, seed) runs."""
+    the paired difference b - a with its interval and permutation p-value (`p_tail`, `p_resolved`:
+    see `stats.PairedComparison`), the Holm-adjusted p (of `p_resolved`) over the family (all pairs of the given methods at that shot), and P(b > a) over (fold, seed) runs."""
     from .report.compare import compare_cached, shared_episodes
 
     compared = {(a, b): compare_cached(records, a, b, metric, resamples, cache) for a, b in combinations(methods, 2)}
@@ -103,11 +103,13 @@ def pairwise(records: pd.DataFrame, methods: list[str], metric: str = "miou",
                                                      strata=pairs["fold"].to_numpy(), resamples=resamples)
             rows.append({"shot": int(shot), "a": a, "b": b, "metric": metric, "difference": 100 * summary.difference,
                          "ci_low": 100 * summary.low, "ci_high": 100 * summary.high, "p_value": summary.p_value,
-                         "p_holm": np.nan, "p_b_better": improvement.probability, "p_b_better_low": improvement.low,
+                         "p_tail": summary.p_tail, "p_resolved": summary.p_resolved, "p_holm": np.nan, "p_b_better": improvement.probability, "p_b_better_low": improvement.low,
                          "p_b_better_high": improvement.high, "pairs": improvement.pairs,
                          "resamples": summary.resamples,
                          "family": f"{len(methods) * (len(methods) - 1) // 2} pairs at {int(shot)} shot"})
     frame = pd.DataFrame(rows).sort_values(["shot"], kind="stable").reset_index(drop=True)
     for shot, group in frame.groupby("shot"):
-        frame.loc[group.index, "p_holm"] = holm(group["p_value"].to_numpy())
+        # Holm over the resolved p: with m pairs, permutation p at the floor 1/(R+1) would all adjust to
+        # m/(R+1) and say nothing; the normal tail of the same null tells them apart.
+        frame.loc[group.index, "p_holm"] = holm(group["p_resolved"].to_numpy())
     return frame

@@ -169,13 +169,32 @@ def test_run_ends_with_the_table_of_what_it_ran_and_results_json(synthetic_root,
     assert [row["row"] for row in document["rows"]] == ["support-copy"]
 
 
-def test_the_report_flags_single_runs_and_p_at_the_floor(two_configs, tmp_path):
+def test_the_report_flags_single_runs_and_resolves_p_below_the_floor(two_configs, tmp_path):
+    import fsseg_bench as fb
+    from fsseg_bench.comparisons import pairwise
     from fsseg_bench.report.html import write_report
 
     text = write_report(two_configs, tmp_path / "site", resamples=200).read_text()
-    assert "(one run: no interval)" in text and "P(row&gt;col): one run" in text
-    # knn vs support-copy is beyond every one of 200 sign flips: below the floor, so "<".
-    assert "p<sub>Holm</sub>&lt;" in text
+    assert "(one run: no interval)" in text and "P(row&gt;col): one paired run" in text
+    # knn vs support-copy is beyond every one of 200 sign flips: the permutation p is at its floor
+    # 1/201. Holm adjusts the resolved p: the normal tail of the same null where it is lower than
+    # the floor (shown "≈"), else the floor itself (shown "<": over 12 episodes the normal tail is
+    # no sharper than the floor). `test_stats` checks the tail against resolvable permutation p.
+    from fsseg_bench.comparisons import holm
+
+    records = fb.load_results(two_configs, "synthetic5i")
+    pairs = pairwise(records, sorted(records["method"].unique()), resamples=200)
+    floor = 1 / 201
+    beyond = pairs[pairs.p_value <= floor + 1e-12]
+    assert len(beyond) == 2
+    for pair in pairs.itertuples():
+        at_floor = pair.p_value <= floor + 1e-12
+        expected = pair.p_tail if at_floor and pair.p_tail < floor else pair.p_value
+        assert pair.p_resolved == expected
+    np.testing.assert_allclose(pairs.p_holm, holm(pairs.p_resolved))
+    resolved_any = bool((beyond.p_resolved < beyond.p_value).any())
+    floor_any = bool((beyond.p_resolved == beyond.p_value).any())
+    assert ("p_Holm≈" in text) == resolved_any and ("p_Holm&lt;" in text) == floor_any
 
 
 def test_per_class_labels_never_overlap_and_colours_are_stable(two_configs, tmp_path):

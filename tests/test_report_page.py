@@ -108,11 +108,46 @@ def test_report_values_equal_the_csv_table(report_results, tmp_path):
         assert any(abs(v - value) < 1e-9 for v in match["value"]), (metric, shot, fold, value)
     # Honesty: --limit, unpretrained encoders; pairwise matrix with Holm; runs with provenance; figures.
     assert "run with --limit" in text and "without pretrained weights: knn" in text
-    assert "Holm-adjusted over the family (3 pairs at 1 shot)" in text
-    assert text.count("<details>") == 3 * 2 * 2 and "episode list sha256" in text
+    assert "(3 pairs at 1 shot)" in text and "after Holm's adjustment over every pair" in text
+    # Provenance: one line per method, its 2 folds x 2 seeds runs folded beneath, each linking its run.json.
+    assert text.count("run.json'>run.json</a>") == 3 * 2 * 2 and "episode list sha256" in text
+    assert text.count("<details id='runs-") == 3
     figures = re.findall(r"<img src='figures/([^']+)'", text)
     assert len(figures) >= 4 and all((tmp_path / "site" / "figures" / f).is_file() for f in figures)
     assert "http://" not in text and "https://" not in text, "no CDN, no network"
+
+
+def test_report_opens_with_protocol_settings_a_headline_and_a_filter(report_results, tmp_path):
+    """Before any number: the protocol's name, sha256 and settings; then per shot the best row with its
+    interval and the verdict against the runner-up (the pairwise frame's Holm p); a filter box per
+    method, and every row of every table keyed by its method so the filter can hide it."""
+    import fsseg_bench as fb
+    from fsseg_bench.comparisons import pairwise
+    from fsseg_bench.report.html import write_report
+    from fsseg_bench.report.summary import primary, summarise
+
+    text = write_report(report_results, tmp_path / "site", resamples=200).read_text()
+    import hashlib
+    sha = hashlib.sha256((Path(__file__).resolve().parents[1] / "protocols" / "synthetic5i.toml").read_bytes()).hexdigest()
+    main_table = text.index("<h3>Main table</h3>")
+    assert 0 < text.index(sha) < main_table and text.index("episodes per list") < main_table
+    assert "<code>64x64</code>" in text and "<code>class-uniform</code>" in text
+    records = fb.load_results(report_results, "synthetic5i")
+    summary = summarise(records, resamples=200)
+    cells = primary(summary)
+    fold0 = cells[(cells.metric == "miou") & (cells.fold == "0") & (cells.shot == 1)].sort_values("value", ascending=False)
+    best, second = fold0.iloc[0], fold0.iloc[1]
+    pairs = pairwise(records, list(fold0.method), resamples=200)
+    pair = pairs[((pairs.a == best.method) & (pairs.b == second.method))
+                 | ((pairs.b == best.method) & (pairs.a == second.method))].iloc[0]
+    verdict = "distinguishable" if pair.p_holm < 0.05 else "not distinguishable"
+    headline = (f"1-shot: {best.method} leads with {best.value:.1f} [{best.ci_low:.1f}, {best.ci_high:.1f}] mIoU (fold 0); "
+                f"runner-up {second.method} {second.value:.1f}: {abs(pair.difference):+.1f} points")
+    assert headline in text and f"— {verdict} at the 5% level" in text
+    assert text.index(headline) < main_table
+    for method in ("all-foreground", "support-copy", "knn"):
+        assert f"data-filter='{method}'" in text
+        assert text.count(f'<tr data-method="{method}">') >= 3  # main table, IQM, pairwise matrix
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None,

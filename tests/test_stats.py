@@ -220,3 +220,24 @@ def test_a_planted_difference_is_found():
     noisy["fg_intersection"] = np.clip(a.fg_intersection + noise, 0, a.fg_union)
     noisy_result = paired_comparison(a, noisy)
     assert noisy_result.difference != 0 and noisy_result.low < 0 < noisy_result.high and noisy_result.p_value > 0.05
+
+
+def test_the_normal_tail_agrees_with_the_permutation_p_and_resolves_below_its_floor():
+    """Where 20000 sign flips resolve p, the normal fitted to the same null gives the same p (within
+    15%); where the observed difference is beyond every flip, the permutation p sits at its floor and
+    the tail says how far below it is (what Holm over many pairs needs)."""
+    a = simulate(np.random.default_rng(11), {1: 0.4, 2: 0.5, 3: 0.6})
+    for shift, floor_expected in ((0.0, False), (0.02, False), (0.03, False), (0.1, True)):
+        b = simulate(np.random.default_rng(11), {1: 0.4 + shift, 2: 0.5 + shift, 3: 0.6 + shift})
+        noise = np.random.default_rng(5).integers(-40, 40, len(b))
+        b["fg_intersection"] = np.clip(b["fg_intersection"] + noise, 0, b["fg_union"])
+        result = paired_comparison(a, b, resamples=20000)
+        at_floor = result.p_value <= 1 / 20001 + 1e-12
+        assert at_floor == floor_expected, (shift, result)
+        if not at_floor:
+            assert result.p_tail == pytest.approx(result.p_value, rel=0.15), (shift, result)
+            assert result.p_resolved == result.p_value
+        else:
+            assert result.p_tail < 1e-8 and result.p_resolved == result.p_tail
+    same = simulate(np.random.default_rng(5), {1: 0.4, 2: 0.6})
+    assert np.isnan(paired_comparison(same, same.copy()).p_tail)  # no spread: no tail, p stays 1

@@ -59,7 +59,8 @@ def comparison_frame(records: pd.DataFrame, a: str, b: str, metric: str = "miou"
                      resamples: int = DEFAULT_RESAMPLES) -> pd.DataFrame:
     """b - a as a DataFrame in points, one row per (row of a, row of b, shot, fold | "mean"):
     difference with its 95% paired-bootstrap interval, the sign-flip permutation p-value and its
-    floor 1/(resamples + 1) (`p_at_floor`: the true p may be anything below it). A name with several
+    floor 1/(resamples + 1) (`p_at_floor`: the true p may be anything below it; `p_tail`: the two-sided
+    tail of a normal fitted to the same null, which says how far below). A name with several
     rows (configurations) is expanded on each side."""
     from .tables import at_floor
 
@@ -75,9 +76,10 @@ def comparison_frame(records: pd.DataFrame, a: str, b: str, metric: str = "miou"
                     out.append({"a": row_a, "b": row_b, "shot": int(shot), "fold": str(fold), "metric": metric,
                                 "difference": 100 * result.difference, "ci_low": 100 * result.low,
                                 "ci_high": 100 * result.high, "p_value": result.p_value,
-                                "p_at_floor": at_floor(result.p_value, result.resamples), "resamples": result.resamples})
+                                "p_at_floor": at_floor(result.p_value, result.resamples), "p_tail": result.p_tail,
+                                "resamples": result.resamples})
     return pd.DataFrame(out, columns=["a", "b", "shot", "fold", "metric", "difference", "ci_low", "ci_high",
-                                      "p_value", "p_at_floor", "resamples"])
+                                      "p_value", "p_at_floor", "p_tail", "resamples"])
 
 
 def compare_methods(records: pd.DataFrame, base: str, variant: str, metric: str = "miou",
@@ -119,7 +121,7 @@ def compare_cached(records: pd.DataFrame, base: str, variant: str, metric: str, 
         return compare_methods(records, base, variant, metric, resamples)
     if (variant, base, metric, resamples) in cache:
         mirrored = cache[(variant, base, metric, resamples)]
-        return {shot: {fold: PairedComparison(-r.difference, -r.high, -r.low, r.p_value, r.resamples)
+        return {shot: {fold: PairedComparison(-r.difference, -r.high, -r.low, r.p_value, r.resamples, r.p_tail)
                        for fold, r in per_fold.items()} for shot, per_fold in mirrored.items()}
     key = (base, variant, metric, resamples)
     if key not in cache:

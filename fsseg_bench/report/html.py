@@ -1,11 +1,13 @@
 """`fsseg-bench report`: one static page per results folder (index.html + figures/), no server and
-no CDN: inline CSS, local PNG figures, a few lines of vanilla JS to sort tables (the page reads
-the same without JS).
+no CDN: inline CSS, local PNG figures, a few lines of vanilla JS to sort tables and filter methods
+(the page reads whole without JS).
 
-Per protocol: honesty warnings, the paper table (bold as in `table`), pairwise comparisons (paired
-difference, Holm-adjusted p, P(b > a)) as a matrix, IQM over (fold, seed, training seed) runs, figures (per class,
-shots, episode distributions, performance profiles, qualitative), and each method's runs with
-their provenance. Numbers are those of `table --format csv` (each cell carries its full-precision
+Per protocol, in reading order: the protocol's name, sha256 and settings; the headline (best row
+per shot, and whether it can be told from the runner-up); honesty warnings; the paper table (bold
+as in `table`); full-width figures grouped by shot; a compact pairwise matrix (Holm-adjusted) with
+every pair folded beneath; IQM over (fold, seed, training seed) runs; training-seed spreads; and a
+provenance line per method (config, code, weights, checkpoints, time, encoder passes) with its
+runs folded beneath. Numbers are those of `table --format csv` (each cell carries its full-precision
 value in `data-value`).
 """
 
@@ -22,16 +24,24 @@ from .. import __version__
 from ..errors import InputError
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1440px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.5em}
 table{border-collapse:collapse;margin:.6em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2;cursor:default}td:first-child,th:first-child{text-align:left}
 .js table.sortable th{cursor:pointer}.js table.sortable th:after{content:" \\2195";color:#aaa;font-size:.8em}
 .best{font-weight:700}.warn{background:#fff6e0;border-left:4px solid #e6a700;padding:.5em 1em;margin:.5em 0}
 .ok{background:#eef8ee;border-left:4px solid #3a3;padding:.5em 1em}.note{color:#555;font-size:12px}
-figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figure img{max-width:620px;border:1px solid #eee}
+.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1em;align-items:start}
+figure{margin:0}figure.tall{grid-row:span 2}figure.wide,.figs .wide{grid-column:1/-1}
+figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12px;color:#555}details{margin:.3em 0}code{font-size:12px}
-.sig{background:#e8f1ff}
+.settings{display:flex;flex-wrap:wrap;gap:.2em 1.4em;background:#f7f7f9;border:1px solid #e3e3e8;padding:.6em 1em;font-size:13px}
+.settings .k{color:#666}.headline{font-size:15px;padding:.5em 1em;margin:.4em 0;border-left:4px solid #3a3;background:#eef8ee}
+.headline.tie{border-left-color:#888;background:#f3f3f3}
+table.matrix td{min-width:3.2em;text-align:center}table.matrix td.up{background:#d7f0d7}table.matrix td.down{background:#f6d8d8}
+table.matrix td.tie{color:#666}.pairs{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items:flex-start}table.matrix td.diag{background:#fafafa}
+.filter{display:none;background:#f7f7f9;border:1px solid #e3e3e8;padding:.4em 1em;position:sticky;top:0;z-index:2}
+table.left td{text-align:left}.js .filter{display:block}.filter label{margin-right:1em;white-space:nowrap}.hidden-method{display:none}
 """
 
 # Sort a table by the clicked column (numbers by data-value, else by text); marks the page as JS-enabled.
@@ -51,6 +61,23 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
       });
       rows.forEach(function (row) { body.appendChild(row); });
     });
+  });
+});
+// The method filter: an unchecked method's rows and matrix columns are hidden in every table.
+function applyFilter() {
+  var hidden = {};
+  document.querySelectorAll('input[data-filter]').forEach(function (box) { hidden[box.getAttribute('data-filter')] = !box.checked; });
+  document.querySelectorAll('[data-method],[data-col-method]').forEach(function (element) {
+    var off = hidden[element.getAttribute('data-method')] || hidden[element.getAttribute('data-col-method')];
+    element.classList.toggle('hidden-method', !!off);
+  });
+}
+document.querySelectorAll('input[data-filter]').forEach(function (box) { box.addEventListener('change', applyFilter); });
+document.querySelectorAll('button[data-filter-all]').forEach(function (button) {
+  button.addEventListener('click', function () {
+    var on = button.getAttribute('data-filter-all') === '1';
+    document.querySelectorAll('input[data-filter]').forEach(function (box) { box.checked = on; });
+    applyFilter();
   });
 });
 """
@@ -124,41 +151,71 @@ def _main_table(summary, rows, miou_metric, bold, fbiou_metric="fbiou") -> str:
             cls = ' class="best"' if method in (bold or {}).get(column, set()) else ""
             tds.append(f'<td{cls} data-value="{match.iloc[0]["value"]:.17g}" data-metric="{metric}" '
                        f'data-shot="{column[0]}" data-fold="{fold}">{_e(cells[(method, column)][0])}</td>')
-        body.append("<tr>" + "".join(tds) + "</tr>")
+        body.append(f'<tr data-method="{_e(method)}">' + "".join(tds) + "</tr>")
     return (f'<table class="sortable main" id="{_anchor("table", protocol)}"><thead><tr><th>Method</th>{head}</tr>'
             f'</thead><tbody>{"".join(body)}</tbody></table>')
 
 
-def _pairwise_matrix(pairs: pd.DataFrame, rows: list[str]) -> str:
-    from .tables import at_floor
+def _holm_text(r) -> str:
+    from .tables import format_holm
 
+    return format_holm(r.p_holm, r.p_value, r.p_resolved, r.resamples, "p_Holm")
+
+
+def _pairwise_view(pairs: pd.DataFrame, rows: list[str]) -> str:
+    """Per shot, a compact matrix (row − column in points, shaded by sign where Holm's p < 0.05; the
+    test's numbers in each cell's tooltip), then every pair in one sortable table, folded."""
     parts = []
     for shot, group in pairs.groupby("shot"):
         lookup = {(r.a, r.b): r for r in group.itertuples()}
-        head = "".join(f"<th>{_e(m)}</th>" for m in rows)
+        present = [m for m in rows if any(m in pair for pair in lookup)]
+        head = "".join(f'<th data-col-method="{_e(m)}" title="{_e(m)}">{_e(_short_name(m))}</th>' for m in present)
         body = []
-        for b in rows:
+        for b in present:
             tds = [f"<td>{_e(b)}</td>"]
-            for a in rows:
+            for a in present:
                 r, sign = (lookup.get((a, b)), 1) if (a, b) in lookup else (lookup.get((b, a)), -1)
                 if a == b or r is None:
-                    tds.append("<td></td>")
+                    tds.append(f'<td data-col-method="{_e(a)}" class="diag"></td>')
                     continue
                 p_better = r.p_b_better if sign == 1 else 1 - r.p_b_better
-                cls = ' class="sig"' if r.p_holm < 0.05 else ""
-                # At the permutation floor 1/(R+1) the true p is below it: say "<", not a number.
-                relation = "&lt;" if at_floor(r.p_value, r.resamples) else "="
-                holm = f"p<sub>Holm</sub>{relation}{r.p_holm:.3f}"
-                better = "P(row&gt;col): one run" if r.pairs == 1 else f"P(row&gt;col)={p_better:.2f}"
-                tds.append(f'<td{cls} data-value="{sign * r.difference:.17g}">{sign * r.difference:+.1f}<br>'
-                           f'<span class="note">{holm}<br>{better}</span></td>')
-            body.append("<tr>" + "".join(tds) + "</tr>")
+                better = ("P(row>col): one paired run" if r.pairs == 1 else
+                          f"P(row>col)={p_better:.2f} over {r.pairs} paired runs")
+                cls = ("up" if sign * r.difference > 0 else "down") if r.p_holm < 0.05 else "tie"
+                low, high = (r.ci_low, r.ci_high) if sign == 1 else (-r.ci_high, -r.ci_low)
+                tip = f"{b} − {a}: {sign * r.difference:+.2f} points [{low:+.2f}, {high:+.2f}]; {_holm_text(r)}; {better}"
+                tds.append(f'<td data-col-method="{_e(a)}" class="{cls}" data-value="{sign * r.difference:.17g}" '
+                           f'title="{_e(tip)}">{sign * r.difference:+.1f}</td>')
+            body.append(f'<tr data-method="{_e(b)}">' + "".join(tds) + "</tr>")
         family = group["family"].iloc[0]
-        parts.append(f"<h4>{shot}-shot</h4><p class='note'>Row − column, mIoU points on the mean of folds; "
-                     f"p<sub>Holm</sub>: sign-flip permutation p, Holm-adjusted over the family ({_e(family)}); "
-                     f"P(row&gt;col): probability of improvement over paired (fold, seed, training seed) runs. Shaded: p<sub>Holm</sub> "
-                     f"&lt; 0.05.</p><table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-    return "".join(parts)
+        detail = []
+        for r in group.sort_values("p_resolved").itertuples():
+            one = "one paired run" if r.pairs == 1 else f"{r.p_b_better:.2f} [{r.p_b_better_low:.2f}, {r.p_b_better_high:.2f}]"
+            detail.append(f'<tr data-method="{_e(r.a)}" data-col-method="{_e(r.b)}"><td>{_e(r.b)} − {_e(r.a)}</td>'
+                          f'<td data-value="{r.difference:.17g}">{r.difference:+.2f}</td>'
+                          f'<td>[{r.ci_low:+.2f}, {r.ci_high:+.2f}]</td>'
+                          f'<td data-value="{r.p_resolved:.17g}">{_e(_holm_text(r))}</td>'
+                          f'<td data-value="{r.p_b_better:.17g}">{one}</td></tr>')
+        parts.append(
+            f"<div class='pair'><h4>{shot}-shot <span class='note'>({_e(family)})</span></h4>"
+            f"<table class='matrix'><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"<details><summary>Every pair at {shot} shot</summary><table class='sortable'><thead><tr><th>b − a</th>"
+            f"<th>difference</th><th>95% interval</th><th>p<sub>Holm</sub></th><th>P(b&gt;a) [95%]</th></tr></thead>"
+            f"<tbody>{''.join(detail)}</tbody></table></details></div>")
+    resamples = int(pairs["resamples"].iloc[0]) if len(pairs) else 0
+    return (f"<p class='note'>Row − column, mIoU points on the mean of folds (or the one fold every row has). Green: "
+            f"the row is better, red: worse, at the 5% level after Holm's adjustment over every pair at that shot; "
+            f"grey: the test cannot tell them apart. Hover a cell for its interval, p<sub>Holm</sub> and P(row&gt;col); "
+            f"every pair is listed under each matrix. p: sign-flip permutation over the shared episodes ({resamples} "
+            f"resamples). Where no flip reaches the observed difference the permutation p is only known to be below "
+            f"1/(R+1); the tail of a normal fitted to the same null distribution (≈) says how far below, so that "
+            f"Holm's adjustment over many pairs still ranks them.</p><div class='pairs'>" + "".join(parts) + "</div>")
+
+
+def _short_name(method: str) -> str:
+    """Column headers of the matrix: long labels (a row with a configuration) cut with an ellipsis;
+    the full label is the header's tooltip."""
+    return method if len(method) <= 14 else method[:13] + "…"
 
 
 def _training_seeds_table(summary: pd.DataFrame, miou_metric: str) -> str:
@@ -170,18 +227,24 @@ def _training_seeds_table(summary: pd.DataFrame, miou_metric: str) -> str:
                 "so the only spread is over episodes.</p>")
     kinds = {"train-seeds-t95": "training seeds", "seeds-t95": "episode seeds", "episodes-bootstrap-t95": "episodes",
              "episodes-bootstrap95": "episodes"}
-    body = []
+    mean_rows, fold_rows = [], []
     for (method, shot, fold), cell in trained.groupby(["method", "shot", "fold"], sort=False):
         half = {kinds[r.ci_method]: (r.ci_high - r.ci_low) / 2 for r in cell.itertuples() if r.ci_method in kinds}
         texts = "".join(f'<td data-value="{half[k]:.17g}">± {half[k]:.2f}</td>' if k in half and not pd.isna(half[k])
                         else '<td data-value="">–</td>' for k in ("training seeds", "episode seeds", "episodes"))
         first = cell.iloc[0]
-        body.append(f'<tr><td>{_e(method)}</td><td data-value="{shot}">{shot}</td><td>{_e(fold)}</td>'
-                    f'<td data-value="{first.value:.17g}">{first.value:.1f}</td>'
-                    f'<td data-value="{first.n_train_seeds}">{first.n_train_seeds}</td>{texts}</tr>')
-    return ("<table class='sortable'><thead><tr><th>Method</th><th>shot</th><th>fold</th><th>value</th>"
+        (mean_rows if fold == "mean" else fold_rows).append(
+            f'<tr data-method="{_e(method)}"><td>{_e(method)}</td><td data-value="{shot}">{shot}</td><td>{_e(fold)}</td>'
+            f'<td data-value="{first.value:.17g}">{first.value:.1f}</td>'
+            f'<td data-value="{first.n_train_seeds}">{first.n_train_seeds}</td>{texts}</tr>')
+    head = ("<table class='sortable'><thead><tr><th>Method</th><th>shot</th><th>fold</th><th>value</th>"
             "<th>models</th><th>± across training seeds</th><th>± across episode seeds</th><th>± across episodes</th>"
-            f"</tr></thead><tbody>{''.join(body)}</tbody></table><p class='note'>Half-widths of 95% intervals. "
+            "</tr></thead><tbody>")
+    # The mean of folds up front, each fold folded away (all of them when there is no mean).
+    shown, folded = (mean_rows, fold_rows) if mean_rows else (fold_rows, [])
+    more = (f"<details><summary>Each fold ({len(folded)} rows)</summary>{head}{''.join(folded)}</tbody></table></details>"
+            if folded else "")
+    return (f"{head}{''.join(shown)}</tbody></table>{more}<p class='note'>Half-widths of 95% intervals. "
             "Across training seeds: Student t over the trained models' values (each already averaged over its "
             "episodes, so it holds both levels of noise; Welch over folds for the mean). Across episode seeds: "
             "Student t over the episode lists' values. Across episodes: studentised bootstrap with the models held "
@@ -190,81 +253,167 @@ def _training_seeds_table(summary: pd.DataFrame, miou_metric: str) -> str:
 
 
 def _iqm_table(iqm: pd.DataFrame) -> str:
-    # One run has no spread to resample: its value alone, flagged, rather than a zero-width interval.
-    body = "".join(f'<tr><td>{_e(r.method)}</td><td data-value="{r.shot}">{r.shot}</td>'
+    # Shots apart, best first; one run has no spread to resample: its value alone, flagged, rather
+    # than a zero-width interval.
+    ordered = iqm.sort_values(["shot", "iqm", "method"], ascending=[True, False, True])
+    body = "".join(f'<tr data-method="{_e(r.method)}"><td>{_e(r.method)}</td><td data-value="{r.shot}">{r.shot}</td>'
                    f'<td data-value="{r.iqm:.17g}">{r.iqm:.1f} '
                    + (f'[{r.ci_low:.1f}, {r.ci_high:.1f}]' if r.runs > 1 else '<span class="note">(one run: no interval)</span>')
-                   + f'</td><td data-value="{r.runs}">{r.runs}</td></tr>' for r in iqm.itertuples())
+                   + f'</td><td data-value="{r.runs}">{r.runs}</td></tr>' for r in ordered.itertuples())
     return ("<table class='sortable'><thead><tr><th>Method</th><th>shot</th><th>IQM mIoU [95% stratified bootstrap]"
             f"</th><th>runs</th></tr></thead><tbody>{body}</tbody></table>")
 
 
-def _runs_section(records: pd.DataFrame, protocol: str, rows: list[str], out: Path) -> str:
+def _sha(value) -> str:
+    return "–" if not value else str(value)[:12]
+
+
+def _weights_text(entry: dict) -> str:
+    """`weights b3ac3c2d527c` per encoder role (a method may have two encoders); `random init` for an
+    encoder without pretrained weights; – for a method without an encoder."""
+    pairs = entry.get("weights_sha256") or []
+    if pairs and isinstance(pairs[0], (list, tuple)):
+        return "; ".join(f"{role} {_sha(sha)}" for role, sha in pairs)
+    if entry.get("pretrained") is False:
+        return "random init"
+    return _sha(pairs[0]) if pairs else "–"
+
+
+def _provenance(document: dict, protocol: str, rows: list[str], out: Path) -> str:
+    """One line per row (config, code, weights, checkpoints, time, encoder passes), then per row its
+    runs in one folded table with the hashes that identify each."""
     import os
 
-    parts = []
+    by_row = {entry["row"]: entry for entry in document["rows"]}
+    summary_rows, folded = [], []
     for method in rows:
-        runs = records[records.method == method].drop_duplicates("run_dir")
-        items = []
-        for run in runs.itertuples():
-            info = json.loads((Path(run.run_dir) / "run.json").read_text())
-            software = info.get("software", {})
-            facts = {
-                "fold / shot / seed": f"{info['fold']} / {info['shot']} / {info['seed']}",
-                "episodes": f"{info['n_episodes']}" + (f" (--limit {info['limit']})" if info.get("limit") else ""),
-                "protocol sha256": info.get("protocol_sha256"), "episode list sha256": info.get("episode_list_sha256"),
-                "episode source": json.dumps(info.get("episode_source"), default=str),
-                "data sha256": info.get("data_sha256"), "code sha256": info.get("code_sha256"),
-                "method config": json.dumps(info.get("method_config"), sort_keys=True, default=str),
-                "checkpoint sha256": info.get("checkpoint_sha256"),
-                "pretrained": info.get("pretrained"), "other-shot checkpoint": info.get("checkpoint_other_shot"),
-                "versions": f"harness {software.get('harness_version')}, python {software.get('python')}, "
-                            f"torch {software.get('torch')}, git {(software.get('git') or {}).get('commit')}",
-                "device / threads": f"{info.get('device')} / {info.get('threads')}",
-                "wall seconds": info.get("wall_seconds"), "finished": info.get("finished"),
-            }
-            link = os.path.relpath(Path(run.run_dir) / "run.json", out)
-            rows_html = "".join(f"<tr><td>{_e(k)}</td><td><code>{_e(v)}</code></td></tr>" for k, v in facts.items())
-            items.append(f"<details><summary>fold {info['fold']} shot {info['shot']} seed {info['seed']} — "
-                         f"<a href='{_e(link)}'>run.json</a></summary><table>{rows_html}</table></details>")
-        parts.append(f"<h4 id='{_anchor('runs', protocol, method)}'>{_e(method)} ({len(items)} runs)</h4>" + "".join(items))
-    return "".join(parts)
+        entry = by_row.get(method)
+        if entry is None:
+            continue
+        config = json.dumps(entry.get("config"), sort_keys=True, default=str)
+        code = ", ".join(_sha(c) for c in entry["code_sha256"]) or "–"
+        checkpoints = entry["checkpoint_sha256"]
+        checkpoint_text = "–" if not checkpoints else (
+            _sha(checkpoints[0]) if len(checkpoints) == 1 else f"{len(checkpoints)} ({', '.join(map(_sha, checkpoints))})")
+        episodes = sum(int(r["n_episodes"] or 0) for r in entry["runs"])
+        software = entry.get("software") or {}
+        summary_rows.append(
+            f'<tr data-method="{_e(method)}"><td><a href="#{_anchor("runs", protocol, method)}">{_e(method)}</a></td>'
+            f'<td><code>{_e(config)}</code></td><td><code>{_e(code)}</code></td>'
+            f'<td><code>{_e(_weights_text(entry))}</code></td>'
+            f'<td><code>{_e(checkpoint_text)}</code></td><td data-value="{len(entry["runs"])}">{len(entry["runs"])}</td>'
+            f'<td data-value="{episodes}">{episodes}</td>'
+            f'<td data-value="{entry["wall_seconds"]:.17g}">{entry["wall_seconds"]:.1f}</td>'
+            f'<td data-value="{entry["encoder_passes"]}">{entry["encoder_passes"]}</td>'
+            f'<td>{_e(software.get("harness_version"))} / torch {_e(software.get("torch"))}</td></tr>')
+        lines = []
+        for run in entry["runs"]:
+            link = os.path.relpath(Path(run["run_dir"]) / "run.json", out)
+            train = "–" if run["train_seed"] in (None, -1) else run["train_seed"]
+            limit = f" (--limit {run['limit']})" if run.get("limit") else ""
+            lines.append(f"<tr><td>{run['fold']}</td><td>{run['shot']}</td><td>{run['seed']}</td><td>{train}</td>"
+                         f"<td>{run['n_episodes']}{limit}</td><td><code>{_sha(run['episode_list_sha256'])}</code></td>"
+                         f"<td><code>{_sha(run['data_sha256'])}</code></td><td><code>{_sha(run['records_sha256'])}</code>"
+                         f"</td><td><a href='{_e(link)}'>run.json</a></td></tr>")
+        folded.append(
+            f"<details id='{_anchor('runs', protocol, method)}' data-method='{_e(method)}'><summary>{_e(method)}: "
+            f"{len(lines)} runs</summary><table class='sortable'><thead><tr><th>fold</th><th>shot</th><th>seed</th>"
+            f"<th>training seed</th><th>episodes</th><th>episode list sha256</th><th>data sha256</th>"
+            f"<th>records sha256</th><th></th></tr></thead><tbody>{''.join(lines)}</tbody></table></details>")
+    return ("<table class='sortable left'><thead><tr><th>Method</th><th>config</th><th>code sha256</th>"
+            "<th>weights sha256</th><th>checkpoint sha256</th><th>runs</th><th>episodes</th><th>wall s</th>"
+            f"<th>encoder passes</th><th>harness / torch</th></tr></thead><tbody>{''.join(summary_rows)}</tbody></table>"
+            "<p class='note'>Hashes shortened to 12 hex digits; each run's run.json has them in full, with the "
+            "protocol's, the code closure's file list and the software versions. Wall time and encoder passes are "
+            "summed over the row's runs (a run served by the feature store passes the encoder fewer times).</p>"
+            + "".join(folded))
+
+
+def _figure_html(caption: str, paths, kind: str = "") -> str:
+    """A figure at its own size (paper figures are drawn at print width: never blown up); `kind`
+    places it in the shot's grid: "tall" spans two rows, "wide" the whole width."""
+    png = [p for p in map(Path, paths) if p.suffix == ".png"]
+    if not png:
+        return f"<p class='note wide'>{_e(caption)}</p>"
+    return (f"<figure class='{kind}'><img src='figures/{_e(png[0].name)}' alt='{_e(caption)}'>"
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
 def _figures(records: pd.DataFrame, summary: pd.DataFrame, protocol: str, rows: list[str], out: Path) -> str:
+    """Full-width figures grouped by shot (per class, qualitative, episode distributions, performance
+    profile), then the figure across shots."""
     from ..api import class_names_of, tree_of
     from . import plots
 
     folder = out / "figures"
     names = class_names_of(records)
-    made = []
+    try:
+        tree, no_tree = tree_of(records), None
+    except InputError as exc:  # the data moved: the rest of the report stands
+        tree, no_tree = None, str(exc)
+    groups = []
     for shot in sorted(records["shot"].unique()):
-        made += [(f"Per-class IoU, {shot}-shot", plots.plot_per_class(records, folder / f"{protocol}-per-class-{shot}shot",
-                                                                       int(shot), rows, names))]
-        made += [(f"Per-episode IoU, {shot}-shot", plots.plot_episodes(records, folder / f"{protocol}-episodes-{shot}shot",
-                                                                        int(shot), rows))]
-        made += [(f"Performance profile, {shot}-shot: fraction of episodes with IoU above τ",
-                  plots.plot_performance_profiles(records, folder / f"{protocol}-profile-{shot}shot", int(shot), rows))]
+        shot = int(shot)
+        made = [_figure_html(f"Per-class IoU, {shot}-shot", plots.plot_per_class(
+                    records, folder / f"{protocol}-per-class-{shot}shot", shot, rows, names), "tall"),
+                _figure_html(f"Per-episode IoU, {shot}-shot", plots.plot_episodes(
+                    records, folder / f"{protocol}-episodes-{shot}shot", shot, rows)),
+                _figure_html(f"Performance profile, {shot}-shot: fraction of episodes with IoU above τ",
+                             plots.plot_performance_profiles(records, folder / f"{protocol}-profile-{shot}shot", shot, rows))]
+        if tree is not None:
+            made.append(_figure_html(f"Qualitative, {shot}-shot", plots.plot_qualitative(
+                records, folder / f"{protocol}-qualitative-{shot}shot", tree, shot, 3, rows, names), "wide"))
+        else:
+            made.append(_figure_html(f"Qualitative examples left out: {no_tree}", []))
+        groups.append(f"<h4>{shot}-shot</h4><div class='figs'>{''.join(made)}</div>")
     if records["shot"].nunique() > 1:
         shots = plots.plot_shots(summary, folder / f"{protocol}-shots", rows)
-        made += [("1-shot vs 5-shot" if shots else "1-shot vs 5-shot left out: it needs the mean of all 4 folds, or "
-                  "every row on the same single fold", shots)]
-    try:
-        tree = tree_of(records)
-        for shot in sorted(records["shot"].unique()):
-            made += [(f"Qualitative, {shot}-shot", plots.plot_qualitative(records, folder / f"{protocol}-qualitative-{shot}shot",
-                                                                          tree, int(shot), 3, rows, names))]
-    except InputError as exc:  # the data moved: the rest of the report stands
-        made += [(f"Qualitative examples left out: {exc}", [])]
-    html_parts = []
-    for caption, paths in made:
-        png = [p for p in map(Path, paths) if p.suffix == ".png"]
-        if png:
-            html_parts.append(f"<figure><img src='figures/{_e(png[0].name)}' alt='{_e(caption)}'>"
-                              f"<figcaption>{_e(caption)}</figcaption></figure>")
-        else:
-            html_parts.append(f"<p class='note'>{_e(caption)}</p>")
-    return "".join(html_parts)
+        groups.append("<h4>Across shots</h4><div class='figs'>" + _figure_html(
+            "1-shot vs 5-shot" if shots else "1-shot vs 5-shot left out: it needs the mean of all 4 folds, or every "
+                                             "row on the same single fold", shots) + "</div>")
+    return ("<p class='note'>Figures show every row; the method filter applies to the tables only.</p>"
+            + "".join(groups))
+
+
+SETTINGS = (("dataset", "dataset"), ("split", "split"), ("folds", "folds"), ("shots", "shots"),
+            ("episodes", "episodes per list"), ("seeds", "episode seeds"), ("query_sampling", "sampler"),
+            ("image_size", "input size"), ("resize", "resize"), ("score_at", "scored at"),
+            ("query_ignore", "query void pixels"), ("miou_metric", "mIoU"), ("fbiou_metric", "FB-IoU"),
+            ("backbone", "default backbone"))
+
+
+def _protocol_header(title: str, protocol_sha256: str, loaded) -> str:
+    """Name, sha256 and the settings that decide what a number means, before any number."""
+    facts = [("protocol", f"<b>{_e(title)}</b>"), ("sha256", f"<code>{_e(protocol_sha256)}</code>")]
+    if loaded is not None:
+        if loaded.description:
+            facts.append(("description", _e(loaded.description)))
+        for key, label in SETTINGS:
+            value = getattr(loaded, key)
+            if isinstance(value, tuple):
+                value = "x".join(map(str, value)) if key == "image_size" else ", ".join(map(str, value))
+            facts.append((label, f"<code>{_e(value)}</code>"))
+        if len(loaded.chain) > 1:
+            facts.append(("extends", _e(" → ".join(loaded.chain))))
+    else:
+        facts.append(("settings", "the protocol file is gone and the folder holds no copy: its settings are unknown"))
+    cells = "".join(f"<div><span class='k'>{k}</span> {v}</div>" for k, v in facts)
+    return f"<div class='settings'>{cells}</div>"
+
+
+def _headline_html(lines) -> str:
+    from .headline import headline_text
+    from .tables import format_holm
+
+    if not lines:
+        return ""
+    items = []
+    for line in lines:
+        p_text = (format_holm(line.p_holm, line.p_value, line.p_resolved, line.resamples, "p_Holm")
+                  if line.distinguishable is not None else "")
+        cls = {True: "ok", False: "tie", None: "tie"}[line.distinguishable if line.runner_up else True]
+        items.append(f"<div class='headline {cls}'>{_e(headline_text(line, p_text))}</div>")
+    return "".join(items)
 
 
 def _protocol_sections(results_dir: Path) -> list[tuple[str, str, str]]:
@@ -281,64 +430,75 @@ def _protocol_sections(results_dir: Path) -> list[tuple[str, str, str]]:
     return sections
 
 
+def _method_filter(methods: list[str]) -> str:
+    """Checkboxes that hide a method's rows (and matrix columns) in every table; shown only with JS,
+    so the page without it reads whole."""
+    boxes = "".join(f"<label><input type='checkbox' checked data-filter='{_e(m)}'> {_e(m)}</label>" for m in methods)
+    return (f"<div class='filter'><b>Methods shown</b> <button type='button' data-filter-all='1'>all</button> "
+            f"<button type='button' data-filter-all='0'>none</button> {boxes}</div>")
+
+
 def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000) -> Path:
     """Write `out/index.html` (and `out/figures/`) for every protocol with complete runs."""
     from ..aggregates import iqm_table
     from ..comparisons import pairwise, run_values
     from ..results import load_results, recorded_protocol
     from .compare import indistinguishable_from_best
+    from .headline import headlines
     from .order import row_order
+    from .results_json import results_document
     from .summary import summarise
     from .tables import legend
 
     results_dir, out = Path(results_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sections, toc = [], []
+    sections, toc, every_method = [], [], []
     for protocol, protocol_sha256, title in _protocol_sections(results_dir):
         try:
             records = load_results(results_dir, protocol, protocol_sha256=protocol_sha256, warn=lambda message: None)
         except InputError:
             continue  # a protocol folder without complete runs
         loaded = recorded_protocol(results_dir, protocol, protocol_sha256)  # the folder's copy of its bytes
-        if loaded is not None:
-            miou_metric, fbiou_metric, description = loaded.miou_metric, loaded.fbiou_metric, loaded.description
-        else:  # runs from before protocol copies, their file gone: the pooled metrics
-            miou_metric, fbiou_metric, description = "miou", "fbiou", ""
+        miou_metric, fbiou_metric = (loaded.miou_metric, loaded.fbiou_metric) if loaded is not None else ("miou", "fbiou")
         summary = summarise(records, resamples=resamples)
         rows = row_order(summary["method"].unique())
-        cache: dict = {}  # paired comparisons shared by the bold marks and the pairwise matrix
+        every_method += [m for m in rows if m not in every_method]
+        cache: dict = {}  # paired comparisons shared by the bold marks, the headline and the pairwise view
         bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples, cache=cache,
                                            fbiou_metric=fbiou_metric)
         warnings = honesty_warnings(summary, records)
         warn_html = ("".join(f"<div class='warn'>⚠ {_e(w)}</div>" for w in warnings) if warnings
                      else "<div class='ok'>No cell rests on a single seed or trained model, --limit, an unpretrained encoder or an "
                           "other-shot checkpoint, and no method misses runs.</div>")
+        pairs = None
         try:
-            pairs_html = (_pairwise_matrix(pairwise(records, rows, miou_metric, resamples, cache), rows)
-                          if len(rows) > 1 else "")
+            pairs = pairwise(records, rows, miou_metric, resamples, cache) if len(rows) > 1 else None
+            pairs_html = _pairwise_view(pairs, rows) if pairs is not None else "<p class='note'>One row: nothing to compare.</p>"
         except InputError as exc:
             pairs_html = f"<p class='note'>Pairwise comparisons left out: {_e(exc)}</p>"
         values = run_values(records, miou_metric)
+        document = results_document(records, summary, miou_metric, fbiou_metric, resamples)
         anchor = _anchor("protocol", title)
         toc.append(f"<li><a href='#{anchor}'>{_e(title)}</a></li>")
         sections.append(
-            f"<section id='{anchor}'><h2>{_e(title)}</h2><p>{_e(description)}</p>{warn_html}"
+            f"<section id='{anchor}'><h2>{_e(title)}</h2>{_protocol_header(title, protocol_sha256, loaded)}"
+            f"{_headline_html(headlines(summary, pairs, miou_metric))}{warn_html}"
             f"<h3>Main table</h3>{_main_table(summary, rows, miou_metric, bold, fbiou_metric)}"
             f"<p class='note'>{_e(legend(summary, miou_metric, True, fbiou_metric))} The best seed is never selected: every value is "
             f"the mean over all seeds run. Click a column header to sort.</p>"
-            f"<h3>Training seeds and episode seeds</h3>{_training_seeds_table(summary, miou_metric)}"
+            f"<h3>Figures</h3>{_figures(records, summary, protocol, rows, out)}"
             f"<h3>Pairwise comparisons</h3>{pairs_html}"
             f"<h3>Interquartile mean over (fold, seed, training seed) runs</h3>{_iqm_table(iqm_table(values, resamples))}"
-            f"<h3>Figures</h3>{_figures(records, summary, protocol, rows, out)}"
-            f"<h3>Runs and provenance</h3>{_runs_section(records, protocol, rows, out)}</section>")
+            f"<h3>Training seeds and episode seeds</h3>{_training_seeds_table(summary, miou_metric)}"
+            f"<h3>Provenance</h3>{_provenance(document, protocol, rows, out)}</section>")
     if not sections:
         raise InputError(f"no complete runs under {results_dir / 'runs'} to report on")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>fsseg-bench report</title>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head><body>"
             f"<h1>fsseg-bench report</h1><p class='note'>Results folder <code>{_e(results_dir.resolve())}</code>; "
-            f"generated {generated} by fsseg-bench {__version__}.</p><ul>{''.join(toc)}</ul>{''.join(sections)}"
-            f"<script>{JS}</script></body></html>")
+            f"generated {generated} by fsseg-bench {__version__}.</p>{_method_filter(every_method)}"
+            f"<ul>{''.join(toc)}</ul>{''.join(sections)}<script>{JS}</script></body></html>")
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path

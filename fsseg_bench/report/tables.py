@@ -243,13 +243,29 @@ def at_floor(p_value: float, resamples: int) -> bool:
     return p_value <= 1 / (resamples + 1) + 1e-12
 
 
-def format_p(p_value: float, resamples: int, name: str = "p") -> str:
-    """`p=0.042`, or `p<1/1001` at the permutation test's floor 1/(R+1): the true p is anywhere below."""
+def format_p(p_value: float, resamples: int, name: str = "p", p_tail: float = float("nan")) -> str:
+    """`p=0.042`, or `p<1/1001` at the permutation test's floor 1/(R+1): the true p is anywhere below;
+    with the normal tail of the same null, `p<1/1001 (tail ≈3e-14)` says how far below."""
     if at_floor(p_value, resamples):
-        return f"{name}<1/{resamples + 1}"
+        tail = f" (tail ≈{p_number(p_tail)})" if p_tail < 1 / (resamples + 1) else ""
+        return f"{name}<1/{resamples + 1}{tail}"
     return f"{name}={p_value:.3f}"
+
+
+def p_number(p: float) -> str:
+    """0.042 with 3 decimals; below 0.001 one significant digit in e-notation (3e-14)."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}".replace("e-0", "e-")
+
+
+def format_holm(p_holm: float, p_value: float, p_resolved: float, resamples: int, name: str = "p_holm") -> str:
+    """The Holm-adjusted p: `=` where the adjusted p rests on resolved values, `≈` where it rests on a
+    normal tail (below the permutation floor), `<` where it rests on the floor itself."""
+    if p_resolved < p_value:
+        return f"{name}≈{p_number(p_holm)}"
+    relation = "<" if at_floor(p_value, resamples) else "="
+    return f"{name}{relation}{p_number(p_holm)}"
 
 
 def format_difference(result: PairedComparison) -> str:
     return (f"{100 * result.difference:+.1f} [{100 * result.low:+.1f}, {100 * result.high:+.1f}] "
-            f"{format_p(result.p_value, result.resamples)}")
+            f"{format_p(result.p_value, result.resamples, p_tail=result.p_tail)}")
