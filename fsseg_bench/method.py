@@ -24,6 +24,7 @@ import os
 
 import torch
 
+from .cards import MethodCard
 from .episode import Episode
 
 
@@ -35,6 +36,11 @@ class Method:
     pretrained: bool | None = None
     #: Environment variables the method reads: their values enter its runs' identity.
     environment: tuple[str, ...] = ()
+    #: What the method's own parameters were fitted on, and whether it reads class names or adapts at
+    #: test time (`cards.MethodCard`); what its encoders were pretrained on is `pretraining`, set from
+    #: the backbones it built (empty for a random init). Both are shown beside its numbers.
+    card: MethodCard = MethodCard()
+    pretraining: tuple[str, ...] = ()
 
     def __init__(self, **config):
         self.config = dict(config)

@@ -298,9 +298,10 @@ def _description(source, raw) -> str:
 
 
 def _backbone(source, raw) -> str:
-    from .backbones import BACKBONE_NAMES
+    from .backbones import backbone_names
+    from .pyramids import PYRAMIDS
 
-    return _str(source, raw, "backbone", BACKBONE_NAMES, default="vgg16")
+    return _str(source, raw, "backbone", tuple(sorted(set(backbone_names()) | set(PYRAMIDS))), default="vgg16")
 
 
 def _pins(source, raw) -> dict[str, str]:

@@ -27,8 +27,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .backbones import NO_WEIGHTS, _torch_cache_candidates, read_state_dict, standin_candidates, warn_not_pretrained
+from .backbones import NO_WEIGHTS, read_state_dict, standin_candidates, torch_cache_candidates, warn_not_pretrained
 from .errors import InputError
+from .cards import STANDIN_CORPUS
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Pyramid:
     group_sizes: tuple[int, ...]  # consecutive taps of one scale, fine to coarse
     pretrained: bool
     weights_path: str | None
+    pretraining: str = ""  # what its weights were trained on (method cards)
 
 
 class VGG16Taps(nn.Module):
@@ -120,13 +122,14 @@ class PyramidEntry:
     group_sizes: tuple[int, ...]
     cache_prefix: str | None  # torch hub cache file prefix of its ImageNet weights
     standin: str | None = None  # the shipped stand-in pretraining (`pretrain.py`) it loads by default
+    pretraining: str = "ImageNet-1k"
 
 
 PYRAMIDS = {
     "vgg16": PyramidEntry(VGG16Taps, (3, 3, 1), "vgg16"),
     "resnet50": PyramidEntry(lambda: ResNetTaps(50), (4, 6, 3), "resnet50"),
     "resnet101": PyramidEntry(lambda: ResNetTaps(101), (4, 23, 3), "resnet101"),
-    "smallcnn": PyramidEntry(SmallPyramidCNN, (2, 2, 1), None, "smallcnn-pyramid"),
+    "smallcnn": PyramidEntry(SmallPyramidCNN, (2, 2, 1), None, "smallcnn-pyramid", STANDIN_CORPUS),
 }
 
 
@@ -155,11 +158,11 @@ def build_pyramid(name: str, weights: str | Path | None = None, seed: int = 0) -
     elif entry.standin is not None:
         candidates = standin_candidates(entry.standin)
     else:
-        candidates = _torch_cache_candidates(entry.cache_prefix) if entry.cache_prefix else []
+        candidates = torch_cache_candidates(entry.cache_prefix) if entry.cache_prefix else []
     if not candidates:
         where = (f"weights={NO_WEIGHTS}" if str(weights) == NO_WEIGHTS else "its shipped file is missing"
                  if entry.standin is not None else f"none given and none in {torch.hub.get_dir()}/checkpoints")
         warn_not_pretrained(name, where)
         return Pyramid(module, name, entry.group_sizes, False, None)
     load_pyramid_weights(module, read_state_dict(candidates[0]), str(candidates[0]))
-    return Pyramid(module, name, entry.group_sizes, True, str(candidates[0]))
+    return Pyramid(module, name, entry.group_sizes, True, str(candidates[0]), entry.pretraining)

@@ -58,6 +58,8 @@ class RunInfo:
     records_sha256: str | None = None
     code_closure: tuple = ()       # the modules the run loaded (name, path, sha256), re-hashed to warn of stale rows
     fold_classes: tuple = ()       # the fold's test classes (empty for runs written before it was recorded)
+    card: str = ""                 # the method card (`cards.card_of`) as sorted JSON; "" before cards
+    dataset: str = ""
     label: str = ""  # the table row this run belongs to (set by select_runs)
 
     @property
@@ -94,7 +96,8 @@ def run_info_from_json(path: Path, info: dict) -> RunInfo:
                    info.get("row_label"), bool(info.get("episode_list_custom")), info.get("train_seed"),
                    info.get("protocol_sha256") or "", info.get("protocol_path") or "", info.get("records_sha256"),
                    tuple(json.dumps(entry, sort_keys=True) for entry in info.get("code_closure") or []),
-                   tuple(int(c) for c in info.get("fold_classes") or ()))
+                   tuple(int(c) for c in info.get("fold_classes") or ()),
+                   json.dumps(info["card"], sort_keys=True) if info.get("card") else "", info.get("dataset") or "")
 
 
 def find_runs(results_dir: str | Path, protocol: str | None = None) -> list[RunInfo]:
@@ -248,7 +251,8 @@ def load_records(runs: list[RunInfo], warn: Callable[[str], None] = _stderr) -> 
                              fold=run.fold, shot=run.shot, seed=run.seed,
                              train_seed=NO_TRAIN_SEED if run.train_seed is None else run.train_seed, limit=run.limit, pretrained=run.pretrained,
                              other_shot=run.other_shot, run_dir=str(run.path),
-                             fold_classes=len(run.fold_classes) if run.fold_classes else np.nan)
+                             fold_classes=len(run.fold_classes) if run.fold_classes else np.nan,
+                             card=run.card, dataset=run.dataset)
         frames.append(frame)
     if not frames:
         raise InputError("no complete runs found (run `fsseg-bench run` first)")

@@ -46,6 +46,7 @@ class FrozenFeatureMethod(Method):
         built = build_backbone(backbone, weights, seed)
         self.encoder = built.module.eval()
         self.pretrained = built.pretrained
+        self.pretraining = (built.pretraining,) if built.pretrained and built.pretraining else ()
 
     def encode(self, images):
         return self.encoder(images)

@@ -34,6 +34,7 @@ from fsseg_bench.episode import Episode
 from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
 from fsseg_bench.pyramids import build_pyramid, load_pyramid_weights
+from fsseg_bench.cards import BASE_CLASSES, MethodCard
 from fsseg_bench.registry import register_method
 
 COSINE_EPS = 1e-5
@@ -160,6 +161,7 @@ def vote(masks: torch.Tensor) -> torch.Tensor:
 
 class HSNet(Method):
     trainable = True
+    card = MethodCard(training=BASE_CLASSES)
     frozen_encoder = True  # the pyramid: each image encoded once, its layers packed into one tensor
 
     def __init__(self, backbone: str = "vgg16", weights: str | None = None, seed: int = 0):
@@ -172,6 +174,7 @@ class HSNet(Method):
         self.group_sizes = pyramid.group_sizes
         self.initialise(seed)
         self.pretrained = pyramid.pretrained
+        self.pretraining = (pyramid.pretraining,) if pyramid.pretrained and pyramid.pretraining else ()
         self._shapes: dict[tuple, list[torch.Size]] = {}
 
     def initialise(self, seed: int) -> None:

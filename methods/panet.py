@@ -20,6 +20,7 @@ from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
 from fsseg_bench.prototypes import (COSINE_SCALE, MAP_EPS, clamped_norm, cosine_scores,
                                     pooling_weights, upsample_scores)
+from fsseg_bench.cards import BASE_CLASSES, MethodCard
 from fsseg_bench.registry import register_method
 
 def panet_prototypes(support_features: torch.Tensor, support_masks: torch.Tensor) -> torch.Tensor:
@@ -95,6 +96,8 @@ class PANet(Method):
         self.model = nn.Module()
         self.model.encoder = nn.Sequential(OrderedDict([("backbone", built.module)]))
         self.pretrained = built.pretrained
+        self.pretraining = (built.pretraining,) if built.pretrained and built.pretraining else ()
+        self.card = MethodCard(training=BASE_CLASSES)  # panet-init: MethodCard(), set by its factory
         self.align, self.align_weight, self.scale = align, align_weight, scale
 
     @property
@@ -175,5 +178,6 @@ def panet_noalign(backbone: str = "vgg16", weights: str | None = None, seed: int
 def panet_init(backbone: str = "vgg16", weights: str | None = None, seed: int = 0):
     method = PANet(align=False, backbone=backbone, weights=weights, seed=seed)
     method.trainable = False
+    method.card = MethodCard()
     return method
 

@@ -106,3 +106,16 @@ def write_plugin(tmp_path_factory, name: str, source: str):
 def run_args(root, results, *extra) -> list[str]:
     """`fsseg-bench run` arguments on the synthetic5i tree at `root`, quiet."""
     return ["run", "--protocol", "synthetic5i", "--data-root", str(root), "--results", str(results), "--quiet", *extra]
+
+
+def records_of(results) -> dict[str, list[dict]]:
+    """Every run's records under a results folder, keyed by '<method>/<run folder>', without the
+    per-episode timing: what must be equal between two ways of computing the same runs."""
+    import json
+
+    out = {}
+    for path in sorted(Path(results).glob("runs/*/*/*/records.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        out[f"{path.parent.parent.name}/{path.parent.name}"] = [{k: v for k, v in r.items() if k != "seconds"}
+                                                                 for r in rows]
+    return out

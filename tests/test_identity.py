@@ -573,5 +573,6 @@ def test_every_harness_module_run_while_records_are_computed_is_in_the_closure(t
         name = ".".join(("fsseg_bench", *path.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
         assert str(path.resolve()) in closure or is_orchestration(name), f"{name} runs on the record path unhashed"
     for name in ("fsseg_bench.scoring", "fsseg_bench.metrics", "fsseg_bench.preprocess", "fsseg_bench.resample",
-                 "fsseg_bench.data.voc", "fsseg_bench.prototypes", "fsseg_bench.backbones", "fsseg_bench.runner.execute"):
+                 "fsseg_bench.data.voc", "fsseg_bench.prototypes", "fsseg_bench.backbones.cnn",
+                 "fsseg_bench.backbones.registry", "fsseg_bench.runner.execute"):
         assert str((package / (name.removeprefix("fsseg_bench.").replace(".", "/") + ".py")).resolve()) in closure, name

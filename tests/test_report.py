@@ -35,7 +35,7 @@ def test_csv_round_trips(results, capsys):
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"fold": str})
     assert list(frame.columns) == ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high",
                                    "ci_method", "n_seeds", "n_train_seeds", "n_episodes", "limited", "pretrained",
-                                   "other_shot_checkpoint", "n_classes", "fold_classes"]
+                                   "other_shot_checkpoint", "n_classes", "fold_classes", "pretraining", "training"]
     assert frame["limited"].all() and set(frame[frame.method == "knn"]["pretrained"]) == {True}  # runs use --limit
     summary = summarise(records_of(results), resamples=200)
     assert len(frame) == len(summary) == 3 * 2 * 5 * 5 * 2  # methods x shots x (4 folds + mean) x metrics x intervals

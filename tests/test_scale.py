@@ -16,7 +16,7 @@ from fsseg_bench.cli import main
 from fsseg_bench.lru import LRUCache
 from fsseg_bench.runner.feature_store import FeatureStore
 from fsseg_bench.runner.features import FeatureCache
-from helpers import run_args as helpers_run_args, write_plugin
+from helpers import records_of, run_args as helpers_run_args, write_plugin
 
 PLUGIN = '''
 import time
@@ -54,14 +54,6 @@ def plugin(tmp_path_factory):
 
 def run_args(root, results, *extra):
     return helpers_run_args(root, results, "--workers", "1", *extra)
-
-
-def records_of(results: Path) -> dict[str, list[dict]]:
-    out = {}
-    for path in sorted(results.glob("runs/*/*/*/records.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        out[f"{path.parent.parent.name}/{path.parent.name}"] = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    return out
 
 
 def run_infos(results: Path) -> list[dict]:

@@ -268,6 +268,32 @@ def _sha(value) -> str:
     return "–" if not value else str(value)[:12]
 
 
+def _cards_table(summary: pd.DataFrame, rows: list[str]) -> str:
+    """Per row: what its encoders were pretrained on, what the method was trained on, test-time use of
+    class names or target images, and the known overlaps with this benchmark (`cards.py`)."""
+    from ..cards import card_warnings
+
+    body = []
+    for method in rows:
+        cell = summary[summary.method == method]
+        if cell.empty:
+            continue
+        card = json.loads(cell["card"].iloc[0]) if "card" in cell and cell["card"].iloc[0] else None
+        if card is None:
+            body.append(f'<tr data-method="{_e(method)}"><td>{_e(method)}</td><td colspan="4">unknown (runs from '
+                        f'before method cards)</td></tr>')
+            continue
+        warnings = card_warnings(card, cell["dataset"].iloc[0])
+        body.append(f'<tr data-method="{_e(method)}"><td>{_e(method)}</td>'
+                    f'<td>{_e(" + ".join(card["pretraining"]) or "no pretrained encoder")}</td>'
+                    f'<td>{_e(card["training"])}</td>'
+                    f'<td>{"yes" if card["class_names"] else "no"} / {"yes" if card["test_time_adaptation"] else "no"}</td>'
+                    f'<td>{"<br>".join("⚠ " + _e(w) for w in warnings) or "none known"}</td></tr>')
+    return ("<table class='sortable left'><thead><tr><th>Method</th><th>encoder pretrained on</th><th>trained on</th>"
+            "<th>class names / test-time adaptation</th><th>known overlap with this benchmark</th></tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
 def _weights_text(entry: dict) -> str:
     """`weights b3ac3c2d527c` per encoder role (a method may have two encoders); `random init` for an
     encoder without pretrained weights; – for a method without an encoder."""
@@ -486,6 +512,7 @@ def write_report(results_dir: str | Path, out: str | Path, resamples: int = 1000
             f"<h3>Main table</h3>{_main_table(summary, rows, miou_metric, bold, fbiou_metric)}"
             f"<p class='note'>{_e(legend(summary, miou_metric, True, fbiou_metric))} The best seed is never selected: every value is "
             f"the mean over all seeds run. Click a column header to sort.</p>"
+            f"<h3>Method cards</h3>{_cards_table(summary, rows)}"
             f"<h3>Figures</h3>{_figures(records, summary, protocol, rows, out)}"
             f"<h3>Pairwise comparisons</h3>{pairs_html}"
             f"<h3>Interquartile mean over (fold, seed, training seed) runs</h3>{_iqm_table(iqm_table(values, resamples))}"

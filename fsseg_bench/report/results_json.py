@@ -5,7 +5,7 @@ Schema `fsseg-bench-results/1` (documented in README, "Machine-readable results"
 
     {"schema": "fsseg-bench-results/1", "harness_version", "generated",
      "protocol": {"name", "sha256"}, "settings": {"resamples", "miou_metric", "fbiou_metric"},
-     "rows": [{"row", "method", "config", "code_sha256", "weights_sha256", "pretrained",
+     "rows": [{"row", "method", "config", "code_sha256", "weights_sha256", "pretrained", "card",
                "checkpoint_sha256", "wall_seconds", "encoder_passes", "software",
                "runs": [{"fold", "shot", "seed", "train_seed", "n_episodes", "limit",
                          "episode_list_sha256", "data_sha256", "records_sha256", "run_id"}],
@@ -81,6 +81,7 @@ def results_document(records: pd.DataFrame, summary: pd.DataFrame, miou_metric: 
             "row": label, "method": first.get("method"), "config": first.get("method_config"),
             "code_sha256": sorted({i.get("code_sha256") for i in infos.values() if i.get("code_sha256")}),
             "weights_sha256": first.get("weights_sha256"), "pretrained": first.get("pretrained"),
+            "card": first.get("card"),
             "checkpoint_sha256": sorted({i.get("checkpoint_sha256") for i in infos.values() if i.get("checkpoint_sha256")}),
             "wall_seconds": round(sum(float(i.get("wall_seconds") or 0) for i in infos.values()), 3),
             "encoder_passes": sum(int(i.get("encoder_passes") or 0) for i in infos.values()),

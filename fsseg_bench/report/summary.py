@@ -16,7 +16,7 @@ from .. import stats
 
 SUMMARY_COLUMNS = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
                    "n_seeds", "n_train_seeds", "n_episodes", "n_classes", "fold_classes", "limited", "pretrained",
-                   "other_shot_checkpoint"]
+                   "other_shot_checkpoint", "card", "dataset"]
 # The interval a table cell shows, most complete first: across training seeds (both levels of
 # noise), across episode seeds, across episodes.
 PRIMARY_ORDER = ("train-seeds-t95", "seeds-t95", "episodes-bootstrap-t95", "episodes-bootstrap95")
@@ -31,7 +31,10 @@ def summarise(records: pd.DataFrame, metrics=stats.METRICS, resamples: int = sta
         pretrained = None if pretrained is None or (isinstance(pretrained, float) and np.isnan(pretrained)) else bool(pretrained)
         other_shot = bool(group["other_shot"].any()) if "other_shot" in group else False
         base = {"protocol": protocol, "method": method, "shot": int(shot), "limited": limited, "pretrained": pretrained,
-                "other_shot_checkpoint": other_shot}
+                "other_shot_checkpoint": other_shot,
+                # The method card (JSON, `cards.card_of`) and the dataset its warnings are read against.
+                "card": str(group["card"].iloc[0]) if "card" in group else "",
+                "dataset": str(group["dataset"].iloc[0]) if "dataset" in group else ""}
         for metric in metrics:
             per_fold = []
             folds = sorted(group["fold"].unique())

@@ -135,7 +135,29 @@ def markdown_table(summary: pd.DataFrame, methods: list[str] | None = None, miou
             texts.append(f"**{text}**" if method in _bold_set(cells, methods, column, bold) else text)
         lines.append(f"| {markdown_escape(label)} | " + " | ".join(texts) + " |")
     protocol = ", ".join(markdown_escape(p) for p in sorted(summary["protocol"].unique()))
-    return "\n".join(lines) + f"\n\nProtocol: {protocol}. {legend(summary, miou_metric, bold is not None, fbiou_metric)}\n"
+    cards = "".join(f"\n- {markdown_escape(line)}" for line in card_notes(summary, methods))
+    return ("\n".join(lines) + f"\n\nProtocol: {protocol}. {legend(summary, miou_metric, bold is not None, fbiou_metric)}\n"
+            + (f"\nMethod cards:{cards}\n" if cards else ""))
+
+
+def card_notes(summary: pd.DataFrame, methods: list[str]) -> list[str]:
+    """One line per row with a card: what it was pretrained and trained on, then ⚠ lines where its
+    pretraining is known to hold the benchmark's classes or images (`cards.KNOWN_OVERLAPS`)."""
+    import json
+
+    from ..cards import card_text, card_warnings
+
+    if "card" not in summary:
+        return []
+    lines = []
+    for method in methods:
+        rows = summary[summary.method == method]
+        if rows.empty or not rows["card"].iloc[0]:
+            continue
+        card, dataset = json.loads(rows["card"].iloc[0]), rows["dataset"].iloc[0]
+        lines.append(f"{method}: {card_text(card)}")
+        lines += [f"⚠ {method}: {warning}" for warning in card_warnings(card, dataset)]
+    return lines
 
 
 _MARKDOWN_ESCAPES = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]",
@@ -178,15 +200,24 @@ def latex_table(summary: pd.DataFrame, methods: list[str] | None = None, miou_me
             text = latex_escape(cell[0]) if cell is not None else "--"  # an en dash for a missing cell
             texts.append(rf"\textbf{{{text}}}" if method in _bold_set(cells, methods, column, bold) else text)
         lines.append(latex_escape(label) + " & " + " & ".join(texts) + r" \\")
+    notes = card_notes(summary, methods)
     lines += [r"\bottomrule", r"\end{tabular}",
-              r"\par\smallskip{\footnotesize " + latex_escape(legend(summary, miou_metric, bold is not None, fbiou_metric)) + "}"]
+              r"\par\smallskip{\footnotesize " + latex_escape(legend(summary, miou_metric, bold is not None, fbiou_metric))
+              + (" Method cards: " + latex_escape("; ".join(n.replace("⚠ ", "(!) ") for n in notes)) if notes else "") + "}"]
     return "\n".join(lines) + "\n"
 
 
 def csv_table(summary: pd.DataFrame) -> str:
+    import json
+
     columns = ["protocol", "method", "shot", "fold", "metric", "value", "ci_low", "ci_high", "ci_method",
                "n_seeds", "n_train_seeds", "n_episodes", *FLAG_COLUMNS, "n_classes", "fold_classes"]
-    return summary[columns].to_csv(index=False, float_format="%.17g")
+    frame = summary[columns].copy()
+    # The method card in two plain columns (results.json has it whole).
+    cards = summary["card"].map(lambda text: json.loads(text) if text else {}) if "card" in summary else None
+    frame["pretraining"] = "" if cards is None else cards.map(lambda c: " + ".join(c.get("pretraining", [])))
+    frame["training"] = "" if cards is None else cards.map(lambda c: c.get("training", ""))
+    return frame.to_csv(index=False, float_format="%.17g")
 
 
 def _difference_rows(comparisons: dict[int, dict]) -> list[tuple[int, str, PairedComparison | None]]:

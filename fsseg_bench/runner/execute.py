@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..cards import card_of
 from ..checkpoints import check_checkpoint, checkpoint_provenance
 from ..console import collected, silenced
 from ..data.png import write_mask_png
@@ -448,7 +449,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "checkpoint": checkpoint["path"] if checkpoint else None, "checkpoint_provenance": checkpoint,
         "checkpoint_other_shot": bool(checkpoint and checkpoint["kind"] == "fsseg-bench"
                                       and checkpoint.get("shot") != request.shot),
-        "pretrained": method.pretrained, "n_episodes": len(episodes),
+        "pretrained": method.pretrained, "card": card_of(method), "n_episodes": len(episodes),
         "feature_cache": request.use_cache and method.frozen_encoder,
         "started": previous.get("started", started), "resumed_at": [*previous.get("resumed_at", []), keep] if keep else [],
         "repaired": repaired, "recomputed": recomputed, "forced": request.force, "save_predictions": request.save_predictions,

@@ -1,32 +1,22 @@
-"""Backbones: PANet's VGG16 encoder, ResNet-50 (timm, layers 2+3), and a small CNN for CPU runs.
+"""Convolutional backbones: PANet's VGG16 encoder, ResNet-50 (timm, layers 2+3), and the stand-in's
+small CNN for CPU runs.
 
 Weights come from a path the user gives or from the local torch / timm caches; nothing is ever
 downloaded. `smallcnn` loads its shipped stand-in pretraining (`pretrain.py`, sha256-checked)
-unless weights are given; `--weights none` is the seeded random init. Without weights the
-backbone is randomly initialised, a warning says so loudly, and the caller records
-`pretrained: false`.
+unless weights are given. Without weights the backbone is randomly initialised, a warning says so
+loudly, and the caller records `pretrained: false` (the registry's "warn" rule).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from .contenthash import note_read
-from .errors import InputError
-
-
-@dataclass(frozen=True)
-class Backbone:
-    module: nn.Module
-    name: str
-    channels: int
-    stride: int
-    pretrained: bool
-    weights_path: str | None
+from ..errors import InputError
+from ..cards import STANDIN_CORPUS
+from .registry import BackboneEntry, hf_cache_candidates, register_backbone, torch_cache_candidates
 
 
 class VGG16Encoder(nn.Module):
@@ -101,24 +91,11 @@ def _conv_block(n_convs: int, in_channels: int, out_channels: int, dilation: int
 
 # --- weights ----------------------------------------------------------------------------------
 
-def _torch_cache_candidates(prefix: str) -> list[Path]:
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    return sorted(checkpoints.glob(f"{prefix}-*.pth")) if checkpoints.is_dir() else []
-
-
-def _timm_cache_candidates(model: str) -> list[Path]:
-    hub = Path.home() / ".cache" / "huggingface" / "hub"
-    return sorted(hub.glob(f"models--timm--{model}*/snapshots/*/model.safetensors")) if hub.is_dir() else []
-
-
-NO_WEIGHTS = "none"  # `--weights none`: the seeded random init, whatever the caches hold
-
-
 def standin_candidates(architecture: str) -> list[Path]:
     """The shipped stand-in weights of `architecture` (`smallcnn`, `smallcnn-pyramid`), checked
     against their recorded sha256: an edited file is an error, never silently other weights."""
-    from .contenthash import file_sha256
-    from .pretrain import standin_weights
+    from ..contenthash import file_sha256
+    from ..pretrain import standin_weights
 
     shipped = standin_weights(architecture)
     if shipped is None or not shipped[0].is_file():
@@ -128,24 +105,6 @@ def standin_candidates(architecture: str) -> list[Path]:
         raise InputError(f"{path}: sha256 {file_sha256(path)} is not the shipped stand-in weights' {expected}; "
                          f"reinstall fsseg-bench, or rebuild them with `fsseg-bench pretrain-standin`")
     return [path]
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise InputError(f"{path}: weights file not found")
-    note_read("weights", path)  # identified by content in the run and the feature store
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise InputError(f"{path}: unreadable weights file ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a state dict")
-    return state
 
 
 def load_torchvision_vgg16(encoder: VGG16Encoder, state: dict[str, torch.Tensor], source: str = "") -> None:
@@ -169,52 +128,23 @@ def _load_resnet50(model: ResNet50Features, state: dict[str, torch.Tensor], sour
         raise InputError(f"{source}: not a ResNet-50 state dict (missing {missing[0]!r} and {len(missing) - 1} more)")
 
 
-def warn_not_pretrained(name: str, looked: str) -> None:
-    from .console import warn
-
-    if name == "smallcnn":  # the stand-in's small CNN: its weights come with the package
-        warn(f"backbone 'smallcnn' without its stand-in pretraining ({looked}): it starts from a seeded random "
-             "init and results record pretrained: false")
-    else:
-        warn(f"no pretrained weights for backbone {name!r} ({looked}); it is RANDOMLY initialised and results "
-             f"record pretrained: false. Pass --weights PATH to use ImageNet weights.")
+def _load_exact(module: nn.Module, state: dict, source: str) -> None:
+    module.load_state_dict(state)
 
 
-BACKBONE_NAMES = ("vgg16", "resnet50", "smallcnn")
+def _hub_folder() -> str:
+    return f"none given and none in {torch.hub.get_dir()}/checkpoints"
 
 
-def build_backbone(name: str, weights: str | Path | None = None, seed: int = 0) -> Backbone:
-    """Build a backbone; its random init uses a forked RNG seeded by `seed`, never the global stream."""
-    if name not in BACKBONE_NAMES:
-        raise InputError(f"backbone {name!r}: expected one of {', '.join(BACKBONE_NAMES)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = {"vgg16": VGG16Encoder, "resnet50": ResNet50Features, "smallcnn": SmallCNN}[name]()
-    channels, stride = {"vgg16": (512, 8), "resnet50": (1536, 8), "smallcnn": (128, 4)}[name]
-
-    if weights is not None and str(weights) == NO_WEIGHTS:
-        candidates = []
-    elif weights is not None:
-        candidates = [Path(weights)]
-    elif name == "smallcnn":
-        candidates = standin_candidates("smallcnn")
-    elif name == "vgg16":
-        candidates = _torch_cache_candidates("vgg16")
-    elif name == "resnet50":
-        candidates = _torch_cache_candidates("resnet50") + _timm_cache_candidates("resnet50")
-    else:
-        candidates = []
-    if not candidates:
-        where = (f"weights={NO_WEIGHTS}" if str(weights) == NO_WEIGHTS else "its shipped file is missing"
-                 if name == "smallcnn" else f"none given and none in {torch.hub.get_dir()}/checkpoints")
-        warn_not_pretrained(name, where)
-        return Backbone(module, name, channels, stride, False, None)
-    path = candidates[0]
-    state = read_state_dict(path)
-    if name == "vgg16":
-        load_torchvision_vgg16(module, state, str(path))
-    elif name == "resnet50":
-        _load_resnet50(module, state, str(path))
-    else:
-        module.load_state_dict(state)
-    return Backbone(module, name, channels, stride, True, str(path))
+register_backbone(BackboneEntry(
+    "vgg16", VGG16Encoder, 512, 8, "torchvision", "ImageNet-1k",
+    lambda: torch_cache_candidates("vgg16"), load_torchvision_vgg16, where=_hub_folder(),
+    description="PANet's VGG16 encoder (dilated block 5, output stride 8); torchvision's ImageNet weights"))
+register_backbone(BackboneEntry(
+    "resnet50", ResNet50Features, 1536, 8, "torchvision", "ImageNet-1k",
+    lambda: torch_cache_candidates("resnet50") + hf_cache_candidates("timm/resnet50*"), _load_resnet50,
+    where=_hub_folder(), description="ResNet-50 layers 2+3 (dilated, output stride 8)"))
+register_backbone(BackboneEntry(
+    "smallcnn", SmallCNN, 128, 4, "stand-in", STANDIN_CORPUS,
+    lambda: standin_candidates("smallcnn"), _load_exact, where="its shipped file is missing",
+    description="six 3x3 convs, output stride 4; the stand-in pretraining ships with the package"))
