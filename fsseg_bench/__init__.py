@@ -2,7 +2,7 @@
 
 The Python API (imported lazily, so `import fsseg_bench` stays cheap):
 
-    run, train, load_results, summarise, table, compare, plot   (fsseg_bench.api)
+    run, train, load_results, summarise, table, compare, plot, cross_domain   (fsseg_bench.api)
     register_method, Method, Episode, load_protocol, InputError
     metrics: pooled mIoU, FB-IoU and the codebases' variants, from counts or from masks
 """
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "run": "api", "train": "api", "load_results": "api", "summarise": "api", "table": "api", "compare": "api", "plot": "api",
+    "cross_domain": "api",
     "register_method": "registry", "list_methods": "registry", "Method": "method", "Episode": "episode",
     "load_protocol": "protocol", "InputError": "errors",
 }

@@ -58,12 +58,12 @@ def train(protocol: str | Path = "synthetic5i", method: str = "panet", *, folds=
           quiet: bool = True) -> list:
     """Train `method` per (training seed, fold, shot) (default: the protocol's folds and shots and the
     schedule's seed); finished checkpoints are reused. Returns one `TrainResult` each."""
-    from .protocol import load_protocol
+    from .protocol import load_protocol, training_protocol
     from .registry import load_methods
     from .training import train as train_one
 
     load_methods([])
-    loaded = load_protocol(protocol)
+    loaded = training_protocol(load_protocol(protocol))  # a cross-domain protocol trains under its source
     return [train_one(loaded, method, fold, shot, data_root=data_root, results_dir=Path(results),
                       method_options=options, iterations=iterations, device=device, progress=not quiet,
                       train_seed=seed)
@@ -118,6 +118,18 @@ def table(records: pd.DataFrame, format: str = "markdown", methods: list[str] | 
     rows = row_order(summary["method"].unique(), methods)
     bold = indistinguishable_from_best(records, summary, rows, miou_metric, resamples, fbiou_metric=fbiou_metric)
     return writers[format](summary, rows, miou_metric, bold, fbiou_metric)
+
+
+CROSS_DOMAIN = ("deepglobe-patnet", "isic-patnet", "chestxray-patnet", "fss1000-patnet")
+
+
+def cross_domain(results: str | Path = DEFAULT_RESULTS_DIR, protocols: list[str] | tuple = CROSS_DOMAIN,
+                 format: str = "markdown", resamples: int = 1000) -> str:
+    """The cross-domain table: one row per method, per shot a column per target protocol (PATNet's
+    four by default) and their mean, with intervals (markdown | latex | csv)."""
+    from .report.cross_domain import cross_domain_cells, cross_domain_table
+
+    return cross_domain_table(cross_domain_cells(results, list(protocols), resamples), list(protocols), format)
 
 
 def protocol_of(records: pd.DataFrame):

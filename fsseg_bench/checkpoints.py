@@ -114,7 +114,8 @@ def check_checkpoint(provenance: dict, method: str, protocol, fold: int, shot: i
 
     A model trained on another fold has seen this fold's test classes; one trained for another
     method is another method; one trained at another shot is used only when asked for, and the
-    run records it. Another protocol is accepted when it reads the same dataset (same folds).
+    run records it. Another protocol is accepted when it reads the same dataset (same folds), or is
+    the protocol's `train_protocol` (a cross-domain source).
     """
     where = f"{provenance['path']}"
     if provenance["kind"] == "external":
@@ -125,7 +126,10 @@ def check_checkpoint(provenance: dict, method: str, protocol, fold: int, shot: i
     if provenance.get("fold") != fold:
         raise InputError(f"checkpoint {where} was trained on fold {provenance.get('fold')}, whose base classes "
                          f"include fold {fold}'s test classes; expected a fold-{fold} checkpoint")
-    same_protocol = provenance.get("protocol") == protocol.name
+    from .protocol import training_protocol
+
+    # A cross-domain protocol's models come from its source protocol (another dataset, by design).
+    same_protocol = provenance.get("protocol") in (protocol.name, training_protocol(protocol).name)
     if not same_protocol and provenance.get("dataset") != protocol.dataset:
         raise InputError(f"checkpoint {where} was trained under protocol {provenance.get('protocol')!r} "
                          f"(dataset {provenance.get('dataset')!r}); this run reads dataset {protocol.dataset!r}")

@@ -27,18 +27,11 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_synth(args) -> int:
     """A stand-in tree in a benchmark's layout (the writers the tests and CI use)."""
-    from .data.standins import CocoStandIn, FssStandIn, write_coco_standin, write_fss_standin
-    from .data.synthetic import SyntheticConfig, write_synthetic_tree
+    from .data.registry import standin_layouts
 
     _positive("--images", args.images)
-    sizes = {"n_train": args.images, "n_val": args.images} if args.images else {}
     start = time.perf_counter()
-    if args.layout == "voc":
-        where = write_synthetic_tree(args.root, SyntheticConfig(seed=args.seed, **sizes))
-    elif args.layout == "coco":
-        where = write_coco_standin(args.root, CocoStandIn(seed=args.seed, **sizes))
-    else:
-        where = write_fss_standin(args.root, FssStandIn(seed=args.seed))
+    where = standin_layouts()[args.layout].write_standin(args.root, args.seed, args.images)
     print(f"{args.layout} stand-in (seed {args.seed}) at {where} [{time.perf_counter() - start:.1f}s]; "
           f"use --data-root {args.root}")
     return 0
@@ -160,6 +153,36 @@ def cmd_prepare_coco(args) -> int:
     return 0
 
 
+def cmd_prepare_deepglobe(args) -> int:
+    from .data.patnet_prepare import prepare_deepglobe
+
+    counts = prepare_deepglobe(args.source, args.out)
+    print(f"Deepglobe: {counts['tiles']} tiles, {counts['crops']} crops, {counts['crops_kept']} kept, "
+          f"{counts['crop_class_pairs']} (crop, class) pairs written under {Path(args.out) / 'Deepglobe'} "
+          f"(per class folder: {counts['per_class_folder']}); recipe.json records them")
+    return 0
+
+
+def cmd_prepare_isic(args) -> int:
+    from .data.patnet_prepare import prepare_isic
+
+    if args.resize is not None:
+        _positive("--resize", args.resize)
+    counts = prepare_isic(args.images, args.masks, args.classes, args.out, args.resize)
+    print(f"ISIC: {counts['images']} images by class {counts['per_class']} under {Path(args.out) / 'ISIC'} "
+          f"(resize: {args.resize or 'none'}); recipe.json records them")
+    return 0
+
+
+def cmd_prepare_chestxray(args) -> int:
+    from .data.patnet_prepare import prepare_chestxray
+
+    counts = prepare_chestxray(args.source, args.out, args.montgomery)
+    print(f"Chest X-ray: {counts} under {Path(args.out) / 'LungSegmentation'} (Montgomery: {args.montgomery}); "
+          f"recipe.json records them")
+    return 0
+
+
 def _parse_options(pairs: list[str]) -> dict:
     """--option key=value pairs; values parsed as JSON where they can be (numbers, true/false)."""
     import json
@@ -191,12 +214,16 @@ def cmd_methods(args) -> int:
 
 def cmd_train(args) -> int:
     from .console import rate_text
-    from .protocol import load_protocol
+    from .protocol import load_protocol, training_protocol
     from .registry import load_methods
     from .training import train
 
     load_methods(args.plugin)
-    protocol = load_protocol(args.protocol)
+    target = load_protocol(args.protocol)
+    protocol = training_protocol(target)  # a cross-domain protocol trains under its source protocol
+    if protocol is not target:
+        print(f"{target.name} trains under {protocol.name} ({protocol.dataset}, {protocol.training.classes} classes): "
+              f"its checkpoints serve every protocol that names it", file=sys.stderr)
     options = _parse_options(args.option)
     if args.weights:
         options["weights"] = args.weights
@@ -446,6 +473,13 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_cross_domain(args) -> int:
+    from .api import cross_domain
+
+    print(cross_domain(args.results, args.protocol, args.format, args.resamples), end="")
+    return 0
+
+
 def cmd_table(args) -> int:
     from .report.compare import compare_methods, indistinguishable_from_best
     from .report.order import row_order
@@ -679,9 +713,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a stand-in tree in a benchmark's exact on-disk layout")
     p.add_argument("--root", type=Path, required=True, help="folder to write it into (then --data-root that folder)")
-    p.add_argument("--layout", choices=("voc", "coco", "fss1000"), default="voc",
+    from .data.registry import standin_layouts
+
+    p.add_argument("--layout", choices=tuple(standin_layouts()), default="voc",
                    help="voc (default): synthetic5i's VOCdevkit/VOC2012; coco: HSNet's COCO2014 layout, 80 classes; "
-                        "fss1000: FSS-1000's class folders with HSNet's split files")
+                        "fss1000: FSS-1000's class folders with HSNet's split files; deepglobe, isic, chestxray: "
+                        "PATNet's layouts of the cross-domain sets")
     p.add_argument("--images", type=int, default=None, help="images per split for voc and coco (default: 480/240 "
                                                             "for voc, 800/800 for coco)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (0: the committed episode lists' tree)")
@@ -804,6 +841,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encode-batch", type=int, default=1, help="images encoded together by the runner (GPUs)")
     p.set_defaults(func=cmd_bench)
 
+    from .api import CROSS_DOMAIN
+
+    p = sub.add_parser("cross-domain", help="cross-domain table: a row per method, a column per target dataset and the mean")
+    p.add_argument("--protocol", nargs="+", default=list(CROSS_DOMAIN),
+                   help=f"target protocols, one column each (default: PATNet's {' '.join(CROSS_DOMAIN)})")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="results folder (default: results/)")
+    p.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown", help="output format")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for episode intervals")
+    p.set_defaults(func=cmd_cross_domain)
+
     p = sub.add_parser("table", help="paper-style table (markdown, LaTeX, CSV) or an ablation")
     p.add_argument("--protocol", default=None,
                    help="protocol name or .toml path (default: the one protocol with runs in the results folder)")
@@ -873,6 +920,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", nargs="+", default=["train2014", "val2014"], help="splits to convert (default: both)")
     p.set_defaults(func=cmd_prepare_coco)
 
+    p = sub.add_parser("prepare-deepglobe", help="PATNet's Deepglobe crops and per-class masks from the land cover tiles")
+    p.add_argument("--source", required=True, help="DeepGlobe land cover's folder of <id>_sat.jpg and <id>_mask.png")
+    p.add_argument("--out", required=True, help="folder to write Deepglobe/ into (then --data-root that folder)")
+    p.set_defaults(func=cmd_prepare_deepglobe)
+
+    p = sub.add_parser("prepare-isic", help="PATNet's ISIC layout: task 1 images and masks sorted by diagnosis")
+    p.add_argument("--images", required=True, help="ISIC2018_Task1-2_Training_Input (ISIC_*.jpg)")
+    p.add_argument("--masks", required=True, help="ISIC2018_Task1_Training_GroundTruth (<id>_segmentation.png)")
+    p.add_argument("--classes", required=True, help="class table: PATNet's data/isic/class_id.csv (ID,Class) or ISIC "
+                                                     "2017 part 3 ground truth (image_id,melanoma,seborrheic_keratosis)")
+    p.add_argument("--out", required=True, help="folder to write ISIC/ into")
+    p.add_argument("--resize", type=int, default=None, help="resize images and masks to N x N (recorded; default: none)")
+    p.set_defaults(func=cmd_prepare_isic)
+
+    p = sub.add_parser("prepare-chestxray", help="PATNet's LungSegmentation layout from the lung-mask download")
+    p.add_argument("--source", required=True, help="the download's folder holding CXR_png/ and masks/")
+    p.add_argument("--out", required=True, help="folder to write LungSegmentation/ into")
+    p.add_argument("--montgomery", choices=("include", "exclude"), required=True,
+                   help="Montgomery's masks lack '_mask': include renames them, exclude leaves them out (recorded)")
+    p.set_defaults(func=cmd_prepare_chestxray)
+
     for name, subparser in sub.choices.items():
         subparser.formatter_class = argparse.RawDescriptionHelpFormatter
         subparser.epilog = "example:\n  " + EXAMPLES[name]
@@ -899,6 +967,11 @@ EXAMPLES = {
     "report": "fsseg-bench report --results results --out results/report   # then open results/report/index.html",
     "prepare-sbd": "fsseg-bench prepare-sbd --voc data/VOCdevkit/VOC2012 --sbd data/benchmark_RELEASE",
     "prepare-coco": "fsseg-bench prepare-coco --coco data/COCO2014   # pip install 'fsseg-bench[coco]' first",
+    "cross-domain": "fsseg-bench cross-domain --results results   # after runs of the four *-patnet protocols",
+    "prepare-deepglobe": "fsseg-bench prepare-deepglobe --source downloads/deepglobe/train --out data/cdfss",
+    "prepare-isic": "fsseg-bench prepare-isic --images ISIC2018_Task1-2_Training_Input --masks "
+                    "ISIC2018_Task1_Training_GroundTruth --classes PATNet/data/isic/class_id.csv --out data/cdfss",
+    "prepare-chestxray": "fsseg-bench prepare-chestxray --source downloads/chest-xray --out data/cdfss --montgomery include",
 }
 
 

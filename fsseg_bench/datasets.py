@@ -13,6 +13,9 @@ index, the episode lists, the runner, the metrics and the tables work for all of
   protocol's `split_scheme`.
 - `fss1000`: one fold; the classes are the data's own (folder names) and the fold's test classes
   are those of the test split file (HSNet: 240 test classes, 520 to train on).
+- `deepglobe`, `isic`, `chestxray`: PATNet's cross-domain test sets, one fold testing every class.
+
+Which reader serves a dataset, and its stand-in, is the dataset registry's (`data/registry.py`).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class Dataset:
     name: str
     class_names: tuple[str, ...]
     test_classes: tuple[tuple[int, ...], ...]
-    layout: str  # the reader: "voc" | "coco" | "fss1000"
+    layout: str  # the reader's layout ("voc", "coco", "fss1000", or the dataset's own name)
     split_scheme: str | None = None
     notes: dict = field(default_factory=dict, compare=False)
 
@@ -105,6 +108,8 @@ def fss1000_dataset(class_names: tuple[str, ...], test_names: tuple[str, ...]) -
     return Dataset("fss1000", tuple(class_names), (tuple(sorted(position[n] for n in test_names)),), "fss1000")
 
 
-DATASET_NAMES = ("pascal-voc", "synthetic5i", "coco", "fss1000")
-DATASET_FOLDS = {"pascal-voc": 4, "synthetic5i": 4, "coco": 4, "fss1000": 1}
-LAYOUTS = {"pascal-voc": "voc", "synthetic5i": "voc", "coco": "coco", "fss1000": "fss1000"}
+
+
+def single_fold_dataset(name: str, class_names: tuple[str, ...]) -> Dataset:
+    """A cross-domain test set (PATNet's): one fold that tests every class; nothing is trained on it."""
+    return Dataset(name, tuple(class_names), (tuple(range(1, len(class_names) + 1)),), name)

@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .datasets import DATASET_FOLDS, SPLIT_SCHEMES
+from .datasets import SPLIT_SCHEMES
 from .errors import InputError
 from .paths import PROTOCOLS_DIR
 
@@ -33,7 +33,7 @@ IMAGE_PADDING = ("mean", "black")
 MIOU_METRICS = ("miou", "miou_panet_metric")
 FBIOU_METRICS = ("fbiou", "fbiou_panet_metric")
 NOVEL_IN_TRAINING = ("relabel", "drop")
-DATASETS = tuple(DATASET_FOLDS)  # pascal-voc, synthetic5i, coco, fss1000
+TRAINING_CLASSES = ("base", "all")
 # Protocol names become folder names under results/runs: a safe slug, never a path or a glob.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 PIN_KEY_PATTERN = re.compile(r"fold\d+-shot\d+-seed\d+")
@@ -57,6 +57,9 @@ class TrainingSchedule:
     flip: bool = True
     seed: int = 1234
     checkpoint_every: int = 1000
+    # "base": the fold's base classes (few-shot training); "all": every class of the dataset, the
+    # source-domain training of cross-domain protocols (PATNet's --fold 4 on PASCAL).
+    classes: str = "base"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class Protocol:
     split_scheme: str = "interleaved"    # COCO-20i's folds: interleaved (HSNet, PFENet) or contiguous (PANet)
     novel_in_training: str = "relabel"
     backbone: str = "vgg16"
+    # A cross-domain protocol's models are trained under another protocol (its dataset, split and
+    # schedule): its name or path. "" trains on this protocol's own data.
+    train_protocol: str = ""
     description: str = ""
     episode_sha256: dict[str, str] = field(default_factory=dict)
     training: TrainingSchedule = field(default_factory=TrainingSchedule)
@@ -99,6 +105,22 @@ class Protocol:
 
     def pinned_sha256(self, fold: int, shot: int, seed: int) -> str | None:
         return self.episode_sha256.get(episode_key(fold, shot, seed))
+
+
+def training_protocol(protocol: Protocol) -> Protocol:
+    """The protocol a protocol's models are trained under: its `train_protocol` (a built-in name or
+    a path, relative to the protocol's own file), else itself."""
+    if not protocol.train_protocol:
+        return protocol
+    given = Path(protocol.train_protocol)
+    if not given.is_absolute() and protocol.path and (Path(protocol.path).parent / given).suffix == ".toml":
+        beside = Path(protocol.path).parent / given
+        given = beside if beside.is_file() else given
+    source = load_protocol(str(given))
+    if source.train_protocol:
+        raise InputError(f"{protocol.path}: train_protocol {protocol.train_protocol!r} names a protocol that itself "
+                         f"trains under another ({source.train_protocol!r}); expected one step")
+    return source
 
 
 def episode_key(fold: int, shot: int, seed: int) -> str:
@@ -297,6 +319,20 @@ def _description(source, raw) -> str:
     return value
 
 
+def dataset_names() -> tuple[str, ...]:
+    from .data.registry import dataset_names as registered
+
+    return registered()
+
+
+def _dataset_folds(name) -> int:
+    """The folds a protocol may name: its dataset's (4 when the dataset is unknown: that error comes first)."""
+    from .data.registry import DATASETS, dataset_names as registered
+
+    registered()
+    return DATASETS[name].folds if name in DATASETS else 4
+
+
 def _backbone(source, raw) -> str:
     from .backbones import backbone_names
     from .pyramids import PYRAMIDS
@@ -356,10 +392,10 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         raise _fail(source, "ignore_index", "an integer in 0..255 (a label value)", ignore_index)
     protocol = Protocol(
         name=_name(source, raw),
-        dataset=_str(source, raw, "dataset", DATASETS),
+        dataset=_str(source, raw, "dataset", dataset_names()),
         split=_str(source, raw, "split"),
         train_split=_str(source, raw, "train_split"),
-        folds=_int_list(source, raw, "folds", allowed=set(range(DATASET_FOLDS.get(raw.get("dataset"), 4)))),
+        folds=_int_list(source, raw, "folds", allowed=set(range(_dataset_folds(raw.get("dataset"))))),
         shots=_int_list(source, raw, "shots", minimum=1),
         episodes=_bounded_int(source, raw, "episodes", 1, MAX_EPISODES),
         seeds=_int_list(source, raw, "seeds"),
@@ -381,6 +417,7 @@ def parse_protocol(raw: dict, source: str = "<protocol>", file_sha256: str = "")
         split_scheme=_str(source, raw, "split_scheme", SPLIT_SCHEMES, default="interleaved"),
         novel_in_training=_str(source, raw, "novel_in_training", NOVEL_IN_TRAINING, default="relabel"),
         backbone=_backbone(source, raw),
+        train_protocol=_optional_str(source, raw, "train_protocol"),
         description=_description(source, raw),
         episode_sha256=_pins(source, raw),
         training=_parse_training(raw.get("training", {}), source),
@@ -423,4 +460,5 @@ def _parse_training(raw, source: str) -> TrainingSchedule:
         flip=flip,
         seed=_int(src, raw, "seed", default=default.seed),
         checkpoint_every=_int(src, raw, "checkpoint_every", minimum=1, default=default.checkpoint_every),
+        classes=_str(src, raw, "classes", TRAINING_CLASSES, default=default.classes),
     )

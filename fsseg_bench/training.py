@@ -76,12 +76,15 @@ def schedule_optimizer(parameters, schedule):
 
 
 def training_pools(protocol: Protocol, index, fold: int, shot: int, dataset: Dataset | None = None) -> dict[int, list[str]]:
-    """Base-class image pools. Novel-class pixels of kept images are background in 1-way binary
+    """Base-class image pools (every class's with the schedule's `classes = "all"`). Novel-class pixels of kept images are background in 1-way binary
     masks anyway (PANet's relabelling); with `novel_in_training = "drop"` such images are dropped."""
     dataset = dataset or dataset_for(protocol)
-    novel = set(dataset.fold_test_classes(fold))
+    # `classes = "all"`: a cross-domain source trains on every class (nothing of it is tested).
+    every = protocol.training.classes == "all"
+    novel = set() if every else set(dataset.fold_test_classes(fold))
+    classes = range(1, dataset.num_classes + 1) if every else dataset.fold_train_classes(fold)
     pools = {}
-    for class_id in dataset.fold_train_classes(fold):
+    for class_id in classes:
         pool = index.images_with(class_id, protocol.min_fg_pixels)
         if protocol.novel_in_training == "drop":
             pool = [i for i in pool if not novel & set(index.pixels[i])]

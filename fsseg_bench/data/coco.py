@@ -127,3 +127,20 @@ def hsnet_fold_lists(coco_root: Path, split: str) -> set[str] | None:
     if not files:
         return None
     return {name for path in files for names in read_class_lists(path).values() for name in names}
+
+
+def _register() -> None:
+    from .registry import DatasetEntry, register_dataset
+
+    def standin(root, seed: int = 0, images: int | None = None) -> Path:
+        from .standins import CocoStandIn, write_coco_standin
+        return write_coco_standin(root, CocoStandIn(seed=seed, **({"n_train": images, "n_val": images} if images else {})))
+
+    def definition(protocol, tree):
+        from ..datasets import coco_dataset
+        return coco_dataset(protocol.split_scheme if protocol is not None else "interleaved")
+
+    register_dataset(DatasetEntry("coco", "COCO 2014", 4, locate_coco, definition, layout="coco", write_standin=standin))
+
+
+_register()

@@ -132,3 +132,21 @@ def _looks_like_classes(folder: Path) -> bool:
         if sub.is_dir() and sub.name != "splits" and any(sub.glob("*.jpg")):
             return True
     return False
+
+
+def _register() -> None:
+    from .registry import DatasetEntry, register_dataset
+
+    def standin(root, seed: int = 0, images: int | None = None) -> Path:
+        from .standins import FssStandIn, write_fss_standin
+        return write_fss_standin(root, FssStandIn(seed=seed))
+
+    def definition(protocol, tree):
+        from ..datasets import fss1000_dataset
+        return fss1000_dataset(tree.class_names, tuple(tree.split_classes(protocol.split)))
+
+    register_dataset(DatasetEntry("fss1000", "FSS-1000", 1, locate_fss, definition, layout="fss1000",
+                                  write_standin=standin, classes_from_data=True))
+
+
+_register()

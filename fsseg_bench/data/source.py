@@ -1,5 +1,5 @@
-"""From a protocol to the data it reads: its dataset's tree (VOC, COCO or FSS-1000 layout), its
-class index and its episode lists."""
+"""From a protocol to the data it reads: its dataset's tree (through the dataset registry,
+`data/registry.py`), its class index and its episode lists."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..datasets import LAYOUTS, PASCAL_VOC, Dataset, coco_dataset, fss1000_dataset, synthetic_dataset
+from ..datasets import PASCAL_VOC, Dataset
 from ..episodes import (EpisodeSpec, check_pin, committed_episode_path, episodes_to_bytes, generate_episodes,
                         read_episode_list, sha256_bytes, write_episode_list)
 from ..errors import InputError
 from ..paths import DATA_ENV_VAR, default_data_root
 from ..protocol import Protocol, episode_key
-from .synthetic import SyntheticConfig, write_synthetic_tree
-from .voc import (ClassIndex, class_index_cache_path, load_class_index, locate_voc, read_split, save_class_index,
+from .registry import dataset_entry
+from .voc import (ClassIndex, class_index_cache_path, load_class_index, read_split, save_class_index,
                   split_fingerprint)
 
 
@@ -23,37 +23,29 @@ def synthetic_default_root(results_dir: Path) -> Path:
 
 
 def locate_tree(dataset: str, root: str | Path):
-    """The tree of a dataset's layout under `root` (each locator accepts its folder or a parent)."""
-    from .coco import locate_coco
-    from .fss import locate_fss
-
-    return {"voc": locate_voc, "coco": locate_coco, "fss1000": locate_fss}[LAYOUTS[dataset]](root)
+    """The tree of a dataset's layout under `root` (each reader accepts its folder or a parent)."""
+    return dataset_entry(dataset).locate(Path(root))
 
 
 def resolve_tree(protocol: Protocol, data_root: str | Path | None, results_dir: Path):
-    """`--data-root`, else $FSSEG_BENCH_DATA (real data only); for `synthetic5i` the default tree is
-    generated once."""
-    root = Path(data_root) if data_root else (default_data_root() if protocol.dataset != "synthetic5i" else None)
+    """`--data-root`, else $FSSEG_BENCH_DATA (real data only); a dataset with a default tree (the
+    synthetic stand-in) writes it once under the results folder."""
+    entry = dataset_entry(protocol.dataset)
+    root = Path(data_root) if data_root else (default_data_root() if entry.default_tree is None else None)
     if root is None:
-        if protocol.dataset != "synthetic5i":
-            title = {"pascal-voc": "PASCAL VOC", "coco": "COCO 2014", "fss1000": "FSS-1000"}[protocol.dataset]
-            raise InputError(f"protocol {protocol.name!r} reads {title}: pass --data-root DIR or set {DATA_ENV_VAR}")
-        root = synthetic_default_root(results_dir)
-        write_synthetic_tree(root, SyntheticConfig())
-    return locate_tree(protocol.dataset, root)
+        if entry.default_tree is None:
+            raise InputError(f"protocol {protocol.name!r} reads {entry.title}: pass --data-root DIR or set {DATA_ENV_VAR}")
+        root = entry.default_tree(results_dir)
+    return entry.locate(root)
 
 
 def dataset_for(protocol: Protocol, tree=None) -> Dataset:
-    """The protocol's dataset definition. FSS-1000's classes are its data's (the split files), so it
-    needs the tree."""
-    if protocol.dataset == "fss1000":
-        if tree is None:
-            raise InputError(f"protocol {protocol.name!r}: FSS-1000's classes come from its split files; "
-                             f"pass --data-root")
-        return fss1000_dataset(tree.class_names, tuple(tree.split_classes(protocol.split)))
-    if protocol.dataset == "coco":
-        return coco_dataset(protocol.split_scheme)
-    return synthetic_dataset() if protocol.dataset == "synthetic5i" else PASCAL_VOC
+    """The protocol's dataset definition. A dataset whose classes are its data's (FSS-1000's split
+    files) needs the tree."""
+    entry = dataset_entry(protocol.dataset)
+    if entry.classes_from_data and tree is None:
+        raise InputError(f"protocol {protocol.name!r}: {entry.title}'s classes come from its data; pass --data-root")
+    return entry.definition(protocol, tree)
 
 
 def cache_dir(results_dir: Path) -> Path:

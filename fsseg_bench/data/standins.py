@@ -25,7 +25,6 @@ from .manifest import manifest_matches, write_manifest
 from .png import write_mask_png
 from .synthetic import SyntheticConfig, family_for, render_image, synthetic_class_name
 
-LAYOUTS = ("voc", "coco", "fss1000")
 
 
 @dataclass(frozen=True)

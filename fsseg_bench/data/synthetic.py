@@ -211,3 +211,28 @@ def write_synthetic_tree(root: str | Path, config: SyntheticConfig = SyntheticCo
     # The manifest goes last: its presence means the tree is complete.
     write_manifest(manifest_path, manifest)
     return voc
+
+
+def _register() -> None:
+    from .registry import DatasetEntry, register_dataset
+    from .voc import locate_voc
+
+    def standin(root, seed: int = 0, images: int | None = None) -> Path:
+        sizes = {"n_train": images, "n_val": images} if images else {}
+        return write_synthetic_tree(root, SyntheticConfig(seed=seed, **sizes))
+
+    def default_tree(results_dir) -> Path:
+        # With no --data-root the default stand-in is written once under the results folder.
+        root = Path(results_dir) / "data" / "synthetic5i"
+        write_synthetic_tree(root, SyntheticConfig())
+        return root
+
+    def definition(protocol, tree):
+        from ..datasets import synthetic_dataset
+        return synthetic_dataset()
+
+    register_dataset(DatasetEntry("synthetic5i", "the synthetic stand-in", 4, locate_voc, definition, layout="voc",
+                                  write_standin=standin, default_tree=default_tree))
+
+
+_register()

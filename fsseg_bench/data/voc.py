@@ -292,3 +292,13 @@ def save_class_index(index: ClassIndex, tree, cache_path: Path) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _register() -> None:
+    from ..datasets import PASCAL_VOC
+    from .registry import DatasetEntry, register_dataset
+
+    register_dataset(DatasetEntry("pascal-voc", "PASCAL VOC", 4, locate_voc, lambda protocol, tree: PASCAL_VOC))
+
+
+_register()

@@ -31,7 +31,7 @@ from ..method import method_environment
 from ..metrics import COUNT_COLUMNS
 from ..preprocess import ImageLoader, build_episode, build_feature_episode
 from ..scoring import predicted_mask, score_batch, scoring_label, scoring_prediction
-from ..protocol import Protocol, load_protocol
+from ..protocol import Protocol, load_protocol, training_protocol
 from ..registry import MethodEntry, accepted_options, create_method, get_entry, load_methods
 from ..training import final_checkpoint
 from .feature_store import FeatureStore
@@ -209,11 +209,23 @@ def validate_request(request: RunRequest, protocol: Protocol) -> None:
         raise InputError(f"--encode-batch {request.encode_batch}: expected an integer >= 1")
 
 
+def run_card(method, protocol: Protocol) -> dict:
+    """The method's card, its training said where it happened: a cross-domain protocol's models were
+    trained on its source protocol's data (PATNet: every PASCAL class), not on the test set's."""
+    card = card_of(method)
+    source = training_protocol(protocol)
+    if card["training"] != "none" and (source is not protocol or source.training.classes == "all"):
+        which = "every class" if source.training.classes == "all" else "the fold's base classes"
+        card["training"] = f"episodic, on {which} of {source.dataset} (protocol {source.name})"
+    return card
+
+
 def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path | None:
     if request.checkpoint:
         return Path(request.checkpoint)
     if not trainable:
         return None
+    protocol = training_protocol(protocol)  # a cross-domain protocol's models are trained under its source
     exact = final_checkpoint(Path(request.results_dir), protocol, request.method, request.fold, request.shot,
                              request.train_seed)
     if exact.is_file():
@@ -226,8 +238,8 @@ def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path |
         return others[0]
     hint = (f" (a checkpoint of another shot exists: {others[0]}; --allow-other-shot uses it)" if others else "")
     seed = f" --seed {request.train_seed}" if request.train_seed is not None else ""
-    raise InputError(f"no checkpoint for {request.label}: run `fsseg-bench train --method {request.method} "
-                     f"--fold {request.fold} --shot {request.shot}{seed}` first or pass --checkpoint "
+    raise InputError(f"no checkpoint for {request.label}: run `fsseg-bench train --protocol {protocol.name} --method "
+                     f"{request.method} --fold {request.fold} --shot {request.shot}{seed}` first or pass --checkpoint "
                      f"{request.method}=PATH{hint}")
 
 
@@ -449,7 +461,7 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         "checkpoint": checkpoint["path"] if checkpoint else None, "checkpoint_provenance": checkpoint,
         "checkpoint_other_shot": bool(checkpoint and checkpoint["kind"] == "fsseg-bench"
                                       and checkpoint.get("shot") != request.shot),
-        "pretrained": method.pretrained, "card": card_of(method), "n_episodes": len(episodes),
+        "pretrained": method.pretrained, "card": run_card(method, protocol), "n_episodes": len(episodes),
         "feature_cache": request.use_cache and method.frozen_encoder,
         "started": previous.get("started", started), "resumed_at": [*previous.get("resumed_at", []), keep] if keep else [],
         "repaired": repaired, "recomputed": recomputed, "forced": request.force, "save_predictions": request.save_predictions,

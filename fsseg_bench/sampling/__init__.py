@@ -73,4 +73,4 @@ def sample(query_sampling: str, inputs: SamplingInput) -> SampledEpisodes:
 
 
 # The built-in samplers register themselves on import.
-from . import fsseg, hsnet, hsnet_coco, hsnet_fss, panet, pfenet  # noqa: E402,F401
+from . import fsseg, hsnet, hsnet_coco, hsnet_fss, panet, patnet, pfenet  # noqa: E402,F401
