@@ -221,8 +221,8 @@ def test_cross_domain_runs_and_table_on_the_stand_ins(tmp_path, capsys):
     for layout, protocol in layouts.items():
         assert main(["synth", "--layout", layout, "--root", str(tmp_path / layout)]) == 0
         assert main(["run", "--protocol", protocol, "--data-root", str(tmp_path / layout), "--results", str(results),
-                     "--method", "knn", "all-foreground", "--shot", "1", "--limit", "12", "--quiet",
-                     "--option", "backbone=smallcnn"]) == 0
+                     "--method", "knn", "all-foreground", "--shot", "1", "--limit", "8", "--quiet",
+                     "--option", "backbone=vit-tiny14"]) == 0  # 29x29 tokens at 400 px: quick on a CPU
     capsys.readouterr()
     assert main(["cross-domain", "--results", str(results), "--format", "csv", "--resamples", "100"]) == 0
     cells = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
@@ -273,3 +273,34 @@ def test_a_cross_domain_protocol_trains_every_class_of_its_source(synthetic_root
     info = json.loads(next((results / "runs" / "isic-from-synthetic").rglob("run.json")).read_text())
     assert info["card"]["training"] == "episodic, on every class of synthetic5i (protocol synthetic-all)"
     assert info["checkpoint_provenance"]["protocol"] == "synthetic-all"
+
+
+def test_gfsams_flat_isic_layout_gives_the_same_episodes(tmp_path):
+    """GF-SAM keeps ISIC's images flat and reads their classes from PATNet's class table: the same
+    ids and episodes as PATNet's class folders; without the table it is one line saying where."""
+    import shutil
+
+    from fsseg_bench.data.isic import INPUT_DIR, locate_isic
+    from fsseg_bench.data.patnet_standins import IsicStandIn, write_isic_standin
+    from fsseg_bench.data.source import episode_list_for
+    from fsseg_bench.protocol import load_protocol
+
+    folders = write_isic_standin(tmp_path / "patnet", IsicStandIn(per_class=5))
+    flat = tmp_path / "gfsam" / "ISIC"
+    shutil.copytree(folders / "ISIC2018_Task1_Training_GroundTruth", flat / "ISIC2018_Task1_Training_GroundTruth")
+    rows = ["ID,Class"]
+    names = {1: "nevus", 2: "melanoma", 3: "seborrheic_keratosis"}
+    for c in (1, 2, 3):
+        for image in sorted((folders / INPUT_DIR / str(c)).glob("*.jpg")):
+            (flat / INPUT_DIR).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, flat / INPUT_DIR / image.name)
+            rows.append(f"{image.stem},{names[c]}")
+    with pytest.raises(InputError, match="need their class table at"):
+        locate_isic(flat)
+    (flat / "class_id.csv").write_text("\n".join(rows) + "\n")
+    protocol = load_protocol("isic-patnet")
+    trees = [locate_isic(folders), locate_isic(flat)]
+    assert trees[1].split_ids("test") == trees[0].split_ids("test")
+    assert trees[1].image_path("2/ISIC_0000005") == flat / INPUT_DIR / "ISIC_0000005.jpg"
+    lists = [episode_list_for(protocol, tree, 0, 5, 0, tmp_path / f"r{i}").episodes for i, tree in enumerate(trees)]
+    assert lists[0] == lists[1]

@@ -5,7 +5,13 @@ Layout under `ISIC/`: images `ISIC2018_Task1-2_Training_Input/<c>/<id>.jpg` in o
 diagnosis class (`1`, `2`, `3`), masks `ISIC2018_Task1_Training_GroundTruth/<id>_segmentation.png`
 (grey >= 128 is the lesion). Image ids are `<c>/<id>`; the only split is `test`; pools are each
 class folder's jpgs in PATNet's order. PATNet's code does not name its folders' classes; the
-folders `prepare-isic` writes are 1 nevus, 2 melanoma, 3 seborrheic keratosis (its recipe says so).
+folders `prepare-isic` writes are 1 nevus, 2 melanoma, 3 seborrheic keratosis, the assignment
+GF-SAM's loader states (`cls_dict`).
+
+GF-SAM's layout is read too: the images flat in `ISIC2018_Task1-2_Training_Input/`, each one's
+class from a class table (`ID,Class`; GF-SAM reads PATNet's `class_id.csv` from its own repository)
+that must sit at `ISIC/class_id.csv`. Its pools are the same files in the same order (sorted, then
+split by class), so both layouts give the same ids and the same episodes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ SPLIT = "test"
 class IsicTree(ClassByFolder):
     root: Path  # the ISIC folder
     num_classes: int = len(ISIC_CLASSES)
+    flat_classes: tuple = ()  # GF-SAM's flat layout: ((image stem, class folder), ...) from ISIC/class_id.csv
 
     @property
     def identity(self) -> str:
@@ -33,7 +40,7 @@ class IsicTree(ClassByFolder):
 
     def image_path(self, image_id: str) -> Path:
         folder, stem = image_id.split("/", 1)
-        return self.root / INPUT_DIR / folder / f"{stem}.jpg"
+        return self.root / INPUT_DIR / (f"{stem}.jpg" if self.flat_classes else f"{folder}/{stem}.jpg")
 
     def mask_path(self, image_id: str) -> Path:
         return self.root / MASK_DIR / f"{image_id.split('/', 1)[1]}_segmentation.png"
@@ -42,8 +49,18 @@ class IsicTree(ClassByFolder):
         return int(image_id.split("/", 1)[0])
 
     def class_pool(self, class_id: int) -> list[str]:
-        return [f"{class_id}/{path.name.split('.')[0]}"
-                for path in patnet_listing(self.root / INPUT_DIR / str(class_id), "jpg")]
+        if not self.flat_classes:
+            return [f"{class_id}/{path.name.split('.')[0]}"
+                    for path in patnet_listing(self.root / INPUT_DIR / str(class_id), "jpg")]
+        table = dict(self.flat_classes)
+        pool = []
+        for path in patnet_listing(self.root / INPUT_DIR, "jpg"):
+            stem = path.name.split(".")[0]
+            if stem not in table:
+                raise InputError(f"{self.root / 'class_id.csv'}: no class for {stem} (an image of {INPUT_DIR}/)")
+            if table[stem] == class_id:
+                pool.append(f"{class_id}/{stem}")
+        return pool
 
     def split_ids(self, split: str) -> list[str]:
         if split != SPLIT:
@@ -61,6 +78,8 @@ def locate_isic(data_root: str | Path) -> IsicTree:
     for candidate in (data_root, data_root / "ISIC"):
         if (candidate / INPUT_DIR).is_dir():
             missing = [str(c) for c in range(1, 4) if not (candidate / INPUT_DIR / str(c)).is_dir()]
+            if len(missing) == 3 and any((candidate / INPUT_DIR).glob("*.jpg")):  # GF-SAM's flat layout
+                return IsicTree(candidate, flat_classes=_class_table(candidate))
             if missing:
                 raise InputError(f"{candidate / INPUT_DIR}: no class folder {missing[0]}/ (expected 1/, 2/, 3/: "
                                  f"fsseg-bench prepare-isic sorts the images by class)")
@@ -69,6 +88,17 @@ def locate_isic(data_root: str | Path) -> IsicTree:
             return IsicTree(candidate)
     raise InputError(f"{data_root}: expected PATNet's ISIC layout, {INPUT_DIR}/<1..3>/*.jpg and "
                      f"{MASK_DIR}/<id>_segmentation.png, in it or in ISIC/")
+
+
+def _class_table(root: Path) -> tuple:
+    """GF-SAM's flat layout: ISIC/class_id.csv (`ID,Class`) -> ((stem, folder), ...)."""
+    from .patnet_prepare import ISIC_FOLDERS, isic_classes
+
+    path = root / "class_id.csv"
+    if not path.is_file():
+        raise InputError(f"{root / INPUT_DIR}: images without class folders (GF-SAM's layout) need their class table "
+                         f"at {path} (PATNet's data/isic/class_id.csv), or `fsseg-bench prepare-isic` to sort them")
+    return tuple(sorted((stem, ISIC_FOLDERS[name]) for stem, name in isic_classes(path).items()))
 
 
 def _register() -> None:

@@ -238,8 +238,8 @@ def resolve_checkpoint(request: RunRequest, protocol, trainable: bool) -> Path |
         return others[0]
     hint = (f" (a checkpoint of another shot exists: {others[0]}; --allow-other-shot uses it)" if others else "")
     seed = f" --seed {request.train_seed}" if request.train_seed is not None else ""
-    raise InputError(f"no checkpoint for {request.label}: run `fsseg-bench train --protocol {protocol.name} --method "
-                     f"{request.method} --fold {request.fold} --shot {request.shot}{seed}` first or pass --checkpoint "
+    raise InputError(f"no checkpoint for {request.label}: run `fsseg-bench train --method {request.method} --fold "
+                     f"{request.fold} --shot {request.shot}{seed} --protocol {protocol.name}` first or pass --checkpoint "
                      f"{request.method}=PATH{hint}")
 
 
