@@ -167,3 +167,55 @@ def test_trained_methods_declare_their_training():
     assert card_of(create_method("panet", backbone="smallcnn"))["training"] == BASE_CLASSES
     assert card_of(create_method("panet-init", backbone="smallcnn"))["training"] == "none"
     assert card_of(create_method("hsnet", backbone="smallcnn"))["training"] == BASE_CLASSES
+
+
+def test_sam_embeddings_are_sams_own_preprocessing_and_encoder():
+    """SamEmbeddings on ImageNet-normalised images equals segment-anything's own path on the same
+    pixels (0..255): at the encoder's size, `Sam.preprocess` (normalise, pad) then `image_encoder`;
+    otherwise the longer side resized as `ResizeLongestSide.get_preprocess_shape` says. (Its torch
+    helper `apply_image_torch` reads the batch and channel counts as the size, so it is not used.)"""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    backbone = build_backbone("sam-tiny", seed=4)
+    module = backbone.module.eval()
+    assert (backbone.channels, backbone.stride) == (256, 16)
+    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    generator = torch.Generator().manual_seed(2)
+    square = torch.randint(0, 256, (2, 3, 128, 128), generator=generator).float()
+    wide = torch.randint(0, 256, (1, 3, 60, 90), generator=generator).float()
+    with torch.no_grad():
+        ours = module((square / 255 - mean) / std)
+        theirs = module.sam.image_encoder(module.sam.preprocess(square))
+        assert ours.shape == (2, 256, 8, 8)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)  # /255 first here: float rounding only
+        size = ResizeLongestSide.get_preprocess_shape(60, 90, 128)
+        assert module.input_size(60, 90) == size == (85, 128)
+        resized = torch.nn.functional.interpolate(wide, size, mode="bilinear", align_corners=False, antialias=True)
+        torch.testing.assert_close(module((wide / 255 - mean) / std),
+                                   module.sam.image_encoder(module.sam.preprocess(resized)), rtol=1e-4, atol=1e-4)
+
+
+def test_a_missing_sam_checkpoint_is_one_line(synthetic_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert main(run_args(synthetic_root, tmp_path / "r", "--method", "dino-sam-point", "--option", "dino=vit-tiny14",
+                         "--fold", "0", "--shot", "1", "--seed", "1234", "--limit", "2")) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fsseg-bench: error")]
+    assert len(errors) == 1 and "backbone 'sam_vit_h': no weights found" in errors[0]
+    assert "sam_vit_h_4b8939.pth" in errors[0]
+
+
+def test_two_encoders_through_the_cache_equal_the_uncached_path(synthetic_root, tmp_path):
+    """dino-sam-point packs DINOv2 tokens and SAM's embedding per image: cached, disk-served and
+    uncached records are equal bit for bit, and every image is encoded once."""
+    common = ["--method", "dino-sam-point", "--option", "dino=vit-tiny14", "--option", "sam=sam-tiny",
+              "--option", "dino_size=56", "--fold", "0", "--shot", "1", "5", "--seed", "1234", "--limit", "5"]
+    assert main(run_args(synthetic_root, tmp_path / "uncached", *common, "--no-cache")) == 0
+    assert main(run_args(synthetic_root, tmp_path / "cached", *common)) == 0
+    uncached = records_of(tmp_path / "uncached")
+    assert len(uncached) == 2 and records_of(tmp_path / "cached") == uncached
+    assert main(run_args(synthetic_root, tmp_path / "cached", *common, "--force", "--cache-mib", "0.01")) == 0
+    assert records_of(tmp_path / "cached") == uncached
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "cached" / "runs").rglob("run.json")]
+    assert [i["encoder_passes"] for i in infos] == [0, 0]
+    scored = [r for rows in uncached.values() for r in rows]
+    assert any(r["fg_intersection"] > 0 for r in scored)  # SAM's decoder predicted something

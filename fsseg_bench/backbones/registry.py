@@ -141,8 +141,8 @@ def build_backbone(name: str, weights: str | Path | None = None, seed: int = 0) 
         candidates = entry.find_weights()
     if not candidates:
         if not explicit_none and entry.missing == "error":
-            raise InputError(f"backbone {name!r}: no weights found; {entry.where} (or --weights none for a random "
-                             f"init)")
+            raise InputError(f"backbone {name!r}: no weights found; {entry.where} (or the weights value 'none' for a "
+                             f"random init)")
         looked = f"weights={NO_WEIGHTS}" if explicit_none else (entry.where or "none given and none cached")
         warn_not_pretrained(name, looked)
         return Backbone(module, name, entry.channels, entry.stride, False, None)

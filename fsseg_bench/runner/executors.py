@@ -58,7 +58,7 @@ def preflight(requests: list[RunRequest]) -> list[str]:
     with one_look_at_the_data(write=False):
         for request in requests:
             prepared = prepare_run(request)
-            check_checkpoint_loads(request, prepared, checked)
+            check_method_builds(request, prepared, checked)
             for warning in (prepared.warning, prepared.episode_note):
                 if warning and warning not in warnings:
                     warnings.append(warning)
@@ -67,14 +67,14 @@ def preflight(requests: list[RunRequest]) -> list[str]:
     return warnings
 
 
-def check_checkpoint_loads(request: RunRequest, prepared, checked: set) -> None:
-    """Load each distinct checkpoint into its method once, up front (the worker reuses the instance
-    when it runs in this process). A method that cannot even be built fails its runs later, as
-    any method fault does; a checkpoint that does not fit is bad input now."""
+def check_method_builds(request: RunRequest, prepared, checked: set) -> None:
+    """Build each distinct method configuration once, up front, with its checkpoint loaded (the
+    worker reuses the instance when it runs in this process). Bad input found there (a weights file
+    missing or of another architecture, a gated checkpoint not in place, a checkpoint that does not
+    fit) is one line now, before any run; any other fault of a method fails its runs later."""
     checkpoint = prepared.checkpoint
-    if checkpoint is None:
-        return
-    key = (request.method, json.dumps(prepared.options, sort_keys=True, default=str), checkpoint["sha256"])
+    key = (request.method, json.dumps(prepared.options, sort_keys=True, default=str),
+           checkpoint["sha256"] if checkpoint else None)
     if key in checked:
         return
     checked.add(key)
@@ -82,7 +82,8 @@ def check_checkpoint_loads(request: RunRequest, prepared, checked: set) -> None:
     from ..fingerprints import code_fingerprint
 
     try:
-        execute_module._method_instance(request, prepared.options, checkpoint["path"], checkpoint["sha256"],
+        execute_module._method_instance(request, prepared.options, checkpoint["path"] if checkpoint else None,
+                                        checkpoint["sha256"] if checkpoint else None,
                                         code_fingerprint(prepared.entry.factory)[0])
     except InputError:
         raise

@@ -1,0 +1,102 @@
+"""Training-free methods on foundation models: two frozen encoders, both cached by the runner.
+
+- dino-sam-point (PerSAM-style, Zhang et al. 2023, with DINOv2 for the matching as Matcher does):
+  the support's foreground prototype is the masked mean of its DINOv2 patch tokens (all shots);
+  the query token most like it (cosine) becomes SAM's positive point and the least like it its
+  negative point; SAM's mask decoder gives three candidate masks and the one with the highest
+  predicted IoU is the prediction (its logits are the foreground score, 0 the background's).
+
+Both encoders run once per image: `encode` packs the DINOv2 token map (the image resized to
+`dino_size` x `dino_size`) and SAM's image embedding into one [N, D, 1, 1] tensor per image, which
+the runner caches like any frozen encoder's features (HSNet packs its pyramid the same way).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fsseg_bench.backbones import build_backbone
+from fsseg_bench.method import Method
+from fsseg_bench.registry import register_method
+
+
+def grid_mask(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Support masks [S,H,W] in {0,1,255} -> foreground weights on the token grid [S,h,w] (area
+    fraction); a tiny object keeps its best-covered cell."""
+    fg = F.interpolate((masks == 1).float()[:, None], size=grid, mode="area")[:, 0]
+    if not (fg > 0.5).any():
+        flat = fg.flatten()
+        keep = torch.zeros_like(flat)
+        keep[flat.argmax()] = 1.0
+        return keep.view_as(fg)
+    return (fg > 0.5).float()
+
+
+@register_method("dino-sam-point", description="training-free: DINOv2 matching picks SAM's point prompts (PerSAM-style)")
+class DinoSamPoint(Method):
+    frozen_encoder = True
+
+    def __init__(self, dino: str = "dinov2_vitl14", sam: str = "sam_vit_h", dino_size: int = 518,
+                 dino_weights: str | None = None, sam_weights: str | None = None, seed: int = 0):
+        super().__init__(dino=dino, sam=sam, dino_size=dino_size, dino_weights=dino_weights, sam_weights=sam_weights,
+                         seed=seed)
+        dino_backbone = build_backbone(dino, dino_weights, seed)
+        sam_backbone = build_backbone(sam, sam_weights, seed)
+        self.dino, self.sam = dino_backbone.module.eval(), sam_backbone.module.eval()
+        self.dino_size, self.dino_stride, self.dino_channels = dino_size, dino_backbone.stride, dino_backbone.channels
+        self.pretrained = dino_backbone.pretrained and sam_backbone.pretrained
+        self.pretraining = tuple(b.pretraining for b in (dino_backbone, sam_backbone) if b.pretrained and b.pretraining)
+
+    # -- features: DINOv2 tokens and SAM's embedding packed per image ---------------------------------
+    def _shapes(self) -> list[tuple[int, ...]]:
+        grid = max(1, round(self.dino_size / self.dino_stride))
+        side = self.sam.side // 16
+        return [(self.dino_channels, grid, grid), (256, side, side)]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        square = F.interpolate(images, size=(self.dino_size, self.dino_size), mode="bilinear", align_corners=False)
+        parts = [self.dino(square), self.sam(images)]
+        return torch.cat([part.flatten(1) for part in parts], dim=1)[..., None, None]
+
+    def unpack(self, packed: torch.Tensor) -> list[torch.Tensor]:
+        out, start = [], 0
+        for shape in self._shapes():
+            size = torch.Size(shape).numel()
+            out.append(packed[:, start:start + size, 0, 0].reshape(-1, *shape))
+            start += size
+        return out
+
+    # -- prediction --------------------------------------------------------------------------------
+    def predict_from_features(self, episode, support_features, query_features):
+        support_tokens, _ = self.unpack(support_features)
+        query_tokens, query_embeddings = self.unpack(query_features)
+        weights = grid_mask(episode.support_masks, support_tokens.shape[-2:])[:, None]  # [S,1,h,w]
+        prototype = F.normalize((support_tokens * weights).sum(dim=(0, 2, 3)) / weights.sum().clamp(min=1), dim=0)
+        height, width = episode.image_size
+        scores = []
+        for tokens, embedding in zip(query_tokens, query_embeddings):
+            similarity = torch.einsum("chw,c->hw", F.normalize(tokens, dim=0), prototype)
+            points = torch.stack([self._point(similarity, similarity.argmax(), height, width),
+                                  self._point(similarity, similarity.argmin(), height, width)])[None]
+            logits = self._decode(embedding[None], points, torch.tensor([[1, 0]]), (height, width))
+            scores.append(torch.stack([torch.zeros_like(logits), logits]))
+        return torch.stack(scores)
+
+    def _point(self, similarity: torch.Tensor, flat_index: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """A token's centre in SAM's input frame (x, y): the image resized to SAM's input size."""
+        grid_h, grid_w = similarity.shape
+        row, col = divmod(int(flat_index), grid_w)
+        input_h, input_w = self.sam.input_size(height, width)
+        return torch.tensor([(col + 0.5) / grid_w * input_w, (row + 0.5) / grid_h * input_h])
+
+    def _decode(self, embedding: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, size) -> torch.Tensor:
+        sam = self.sam.sam
+        sparse, dense = sam.prompt_encoder(points=(points.to(embedding), labels.to(embedding.device)), boxes=None,
+                                           masks=None)
+        masks, iou = sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=True)
+        best = int(iou[0].argmax())
+        upscaled = sam.postprocess_masks(masks[:, best:best + 1], self.sam.input_size(*size), tuple(size))
+        return upscaled[0, 0]
