@@ -117,7 +117,7 @@ def test_vit_features_through_the_cache_equal_the_uncached_path(synthetic_root, 
     """Training-free baselines on a registered ViT: the runner's cached token maps (memory and
     disk store) give records bitwise equal to encoding every image in every episode."""
     common = ["--method", "knn", "panet-init", "--option", "backbone=vit-tiny14", "--fold", "0", "--shot", "1", "5",
-              "--seed", "1234", "--limit", "6"]
+              "--seed", "1234", "--limit", "3"]
     assert main(run_args(synthetic_root, tmp_path / "uncached", *common, "--no-cache")) == 0
     assert main(run_args(synthetic_root, tmp_path / "cached", *common)) == 0
     uncached = records_of(tmp_path / "uncached")

@@ -221,7 +221,7 @@ def test_cross_domain_runs_and_table_on_the_stand_ins(tmp_path, capsys):
     for layout, protocol in layouts.items():
         assert main(["synth", "--layout", layout, "--root", str(tmp_path / layout)]) == 0
         assert main(["run", "--protocol", protocol, "--data-root", str(tmp_path / layout), "--results", str(results),
-                     "--method", "knn", "all-foreground", "--shot", "1", "--limit", "8", "--quiet",
+                     "--method", "knn", "all-foreground", "--shot", "1", "--limit", "5", "--quiet",
                      "--option", "backbone=vit-tiny14"]) == 0  # 29x29 tokens at 400 px: quick on a CPU
     capsys.readouterr()
     assert main(["cross-domain", "--results", str(results), "--format", "csv", "--resamples", "100"]) == 0

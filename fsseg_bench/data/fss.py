@@ -16,18 +16,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from ..errors import InputError
 from ..textfiles import read_utf8
+from .binary import ClassByFolder
 
 SPLIT_FILES = ("trn", "val", "test")
-THRESHOLD = 128
 
 
 @dataclass(frozen=True)
-class FssTree:
+class FssTree(ClassByFolder):
     root: Path        # the folder holding the class folders
     splits_dir: Path  # the folder holding trn.txt, val.txt, test.txt
 
@@ -88,25 +85,10 @@ class FssTree:
     def split_source(self, split: str) -> bytes:
         return self.split_path(split).read_bytes()
 
-    def read_label(self, image_id: str) -> np.ndarray:
-        """uint8 [H,W]: 1 where the mask is >= 128, else 0. Every FSS-1000 image holds one class,
-        its folder's: `label_value` and `class_pixels` say so, so labels stay 8-bit with 1000 classes."""
-        path = self.mask_path(image_id)
-        if not path.is_file():
-            raise InputError(f"{path}: mask not found")
-        try:
-            with Image.open(path) as img:
-                gray = np.array(img.convert("L"), dtype=np.uint8)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable or corrupt mask ({exc})") from None
-        return (gray >= THRESHOLD).astype(np.uint8)
-
-    def label_value(self, class_id: int) -> int:
-        return 1
-
-    def class_pixels(self, image_id: str, label: np.ndarray) -> dict[int, int]:
-        count = int((label == 1).sum())
-        return {self.class_id(image_id.split("/", 1)[0]): count} if count else {}
+    def class_of(self, image_id: str) -> int:
+        """Every FSS-1000 image holds one class, its folder's (labels: 1 where the mask is >= 128, read
+        by `ClassByFolder`), so labels stay 8-bit with 1000 classes."""
+        return self.class_id(image_id.split("/", 1)[0])
 
 
 def locate_fss(data_root: str | Path) -> FssTree:
