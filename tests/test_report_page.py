@@ -142,7 +142,7 @@ def test_report_opens_with_protocol_settings_a_headline_and_a_filter(report_resu
                  | ((pairs.b == best.method) & (pairs.a == second.method))].iloc[0]
     verdict = "distinguishable" if pair.p_holm < 0.05 else "not distinguishable"
     headline = (f"1-shot: {best.method} leads with {best.value:.1f} [{best.ci_low:.1f}, {best.ci_high:.1f}] mIoU (fold 0); "
-                f"runner-up {second.method} {second.value:.1f}: {abs(pair.difference):+.1f} points")
+                f"runner-up {second.method} {second.value:.1f}; paired difference {abs(pair.difference):+.1f} points")
     assert headline in text and f"— {verdict} at the 5% level" in text
     assert text.index(headline) < main_table
     for method in ("all-foreground", "support-copy", "knn"):

@@ -86,5 +86,6 @@ def headline_text(line: Headline, p_text: str = "") -> str:
     if line.distinguishable is None:
         return f"{lead}; {second}, not run on the same episodes, so the two cannot be tested against each other."
     verdict = ("distinguishable" if line.distinguishable else "not distinguishable")
-    return (f"{lead}; {second}: {line.difference:+.1f} points, {p_text or f'p_holm={line.p_holm:.3f}'} — "
-            f"{verdict} at the 5% level after Holm's adjustment over every pair at this shot.")
+    return (f"{lead}; {second}; paired difference {line.difference:+.1f} points on the episodes and trained models "
+            f"both were run with, {p_text or f'p_holm={line.p_holm:.3f}'} — {verdict} at the 5% level after Holm's "
+            f"adjustment over every pair at this shot.")

@@ -6,7 +6,6 @@ import ctypes
 import hashlib
 import json
 import math
-import os
 import time
 from functools import lru_cache
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ..fingerprints import closure_changes, code_fingerprint, data_fingerprint, 
 from ..method import method_environment
 from ..metrics import COUNT_COLUMNS
 from ..preprocess import ImageLoader, build_episode, build_feature_episode
-from ..scoring import predicted_mask, score_batch, scoring_label, scoring_prediction
+from ..scoring import score_batch, scoring_label, scoring_prediction
 from ..protocol import Protocol, load_protocol, training_protocol
 from ..registry import MethodEntry, accepted_options, create_method, get_entry, load_methods
 from ..training import final_checkpoint
