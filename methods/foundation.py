@@ -1,14 +1,19 @@
 """Training-free methods on foundation models: two frozen encoders, both cached by the runner.
 
 - dino-sam-point (PerSAM-style, Zhang et al. 2023, with DINOv2 for the matching as Matcher does):
-  the support's foreground prototype is the masked mean of its DINOv2 patch tokens (all shots);
-  the query token most like it (cosine) becomes SAM's positive point and the least like it its
-  negative point; SAM's mask decoder gives three candidate masks and the one with the highest
-  predicted IoU is the prediction (its logits are the foreground score, 0 the background's).
+  the support's foreground prototype is the masked mean of its matching encoder's features (all
+  shots); the query position most like it (cosine) becomes SAM's positive point and the least
+  like it its negative point; SAM's mask decoder gives three candidate masks and the one with the
+  highest predicted IoU is the prediction (its logits are the foreground score, 0 the background's).
 
-Both encoders run once per image: `encode` packs the DINOv2 token map (the image resized to
-`dino_size` x `dino_size`) and SAM's image embedding into one [N, D, 1, 1] tensor per image, which
-the runner caches like any frozen encoder's features (HSNet packs its pyramid the same way).
+Options: `backbone`, the matching encoder (any registered backbone; `dinov2_vitl14` for Matcher's
+and GF-SAM's choice; the protocol's default otherwise, as for `knn`), `weights` its weights,
+`match_size` the square size it sees (518 for DINOv2 as GF-SAM; default: the protocol's input),
+`sam` (default `sam_vit_b`, the smallest released) and `sam_weights`.
+
+Both encoders run once per image: `encode` packs the matching features and SAM's image embedding
+into one [N, D, 1, 1] tensor per image, which the runner caches like any frozen encoder's features
+(HSNet packs its pyramid the same way).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from fsseg_bench.registry import register_method
 
 
 def grid_mask(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Support masks [S,H,W] in {0,1,255} -> foreground weights on the token grid [S,h,w] (area
+    """Support masks [S,H,W] in {0,1,255} -> foreground weights on the feature grid [S,h,w] (area
     fraction); a tiny object keeps its best-covered cell."""
     fg = F.interpolate((masks == 1).float()[:, None], size=grid, mode="area")[:, 0]
     if not (fg > 0.5).any():
@@ -33,44 +38,50 @@ def grid_mask(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return (fg > 0.5).float()
 
 
-@register_method("dino-sam-point", description="training-free: DINOv2 matching picks SAM's point prompts (PerSAM-style)")
+@register_method("dino-sam-point", description="training-free: DINOv2 (or any backbone) matching picks SAM's point prompts (PerSAM-style)")
 class DinoSamPoint(Method):
     frozen_encoder = True
 
-    def __init__(self, dino: str = "dinov2_vitl14", sam: str = "sam_vit_h", dino_size: int = 518,
-                 dino_weights: str | None = None, sam_weights: str | None = None, seed: int = 0):
-        super().__init__(dino=dino, sam=sam, dino_size=dino_size, dino_weights=dino_weights, sam_weights=sam_weights,
-                         seed=seed)
-        dino_backbone = build_backbone(dino, dino_weights, seed)
-        sam_backbone = build_backbone(sam, sam_weights, seed)
-        self.dino, self.sam = dino_backbone.module.eval(), sam_backbone.module.eval()
-        self.dino_size, self.dino_stride, self.dino_channels = dino_size, dino_backbone.stride, dino_backbone.channels
-        self.pretrained = dino_backbone.pretrained and sam_backbone.pretrained
-        self.pretraining = tuple(b.pretraining for b in (dino_backbone, sam_backbone) if b.pretrained and b.pretraining)
+    def __init__(self, backbone: str = "dinov2_vitl14", weights: str | None = None, match_size: int | None = None,
+                 sam: str = "sam_vit_b", sam_weights: str | None = None, seed: int = 0):
+        super().__init__(backbone=backbone, weights=None if weights is None else str(weights), match_size=match_size,
+                         sam=sam, sam_weights=None if sam_weights is None else str(sam_weights), seed=seed)
+        matching = build_backbone(backbone, weights, seed)
+        prompted = build_backbone(sam, sam_weights, seed)
+        self.matcher, self.sam = matching.module.eval(), prompted.module.eval()
+        self.match_size = match_size
+        self.pretrained = matching.pretrained and prompted.pretrained
+        self.pretraining = tuple(b.pretraining for b in (matching, prompted) if b.pretrained and b.pretraining)
+        self._shapes: dict[tuple, list[torch.Size]] = {}
 
-    # -- features: DINOv2 tokens and SAM's embedding packed per image ---------------------------------
-    def _shapes(self) -> list[tuple[int, ...]]:
-        grid = max(1, round(self.dino_size / self.dino_stride))
-        side = self.sam.side // 16
-        return [(self.dino_channels, grid, grid), (256, side, side)]
+    # -- features: the matching features and SAM's embedding packed per image -------------------------
+    def _parts(self, images: torch.Tensor) -> list[torch.Tensor]:
+        seen = images
+        if self.match_size:
+            seen = F.interpolate(images, size=(self.match_size, self.match_size), mode="bilinear", align_corners=False)
+        return [self.matcher(seen), self.sam(images)]
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        square = F.interpolate(images, size=(self.dino_size, self.dino_size), mode="bilinear", align_corners=False)
-        parts = [self.dino(square), self.sam(images)]
+        parts = self._parts(images)
+        self._shapes[tuple(images.shape[-2:])] = [part.shape[1:] for part in parts]
         return torch.cat([part.flatten(1) for part in parts], dim=1)[..., None, None]
 
-    def unpack(self, packed: torch.Tensor) -> list[torch.Tensor]:
+    def unpack(self, packed: torch.Tensor, image_size) -> list[torch.Tensor]:
+        key = tuple(image_size)
+        if key not in self._shapes:  # features read from the store: learn the shapes once
+            with torch.no_grad():
+                self.encode(packed.new_zeros(1, 3, *key))
         out, start = [], 0
-        for shape in self._shapes():
-            size = torch.Size(shape).numel()
+        for shape in self._shapes[key]:
+            size = shape.numel()
             out.append(packed[:, start:start + size, 0, 0].reshape(-1, *shape))
             start += size
         return out
 
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):
-        support_tokens, _ = self.unpack(support_features)
-        query_tokens, query_embeddings = self.unpack(query_features)
+        support_tokens, _ = self.unpack(support_features, episode.image_size)
+        query_tokens, query_embeddings = self.unpack(query_features, episode.image_size)
         weights = grid_mask(episode.support_masks, support_tokens.shape[-2:])[:, None]  # [S,1,h,w]
         prototype = F.normalize((support_tokens * weights).sum(dim=(0, 2, 3)) / weights.sum().clamp(min=1), dim=0)
         height, width = episode.image_size

@@ -195,20 +195,31 @@ def test_sam_embeddings_are_sams_own_preprocessing_and_encoder():
                                    module.sam.image_encoder(module.sam.preprocess(resized)), rtol=1e-4, atol=1e-4)
 
 
-def test_a_missing_sam_checkpoint_is_one_line(synthetic_root, tmp_path, capsys, monkeypatch):
+def test_sam_weights_absent_are_said_once_and_a_missing_file_is_one_line(synthetic_root, tmp_path, capsys,
+                                                                         monkeypatch):
+    """No SAM file in the cache: a warning naming where to put it, and pretrained: false; a
+    `sam_weights` path that does not exist: one line, exit 2, before any run."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    assert main(run_args(synthetic_root, tmp_path / "r", "--method", "dino-sam-point", "--option", "dino=vit-tiny14",
-                         "--fold", "0", "--shot", "1", "--seed", "1234", "--limit", "2")) == 2
+    from fsseg_bench.backbones import build_backbone as build
+
+    capsys.readouterr()
+    absent = build("sam_vit_b", seed=0)
+    assert absent.pretrained is False
+    assert "sam_vit_b_01ec64.pth" in capsys.readouterr().err
+    common = ["--method", "dino-sam-point", "--option", "backbone=vit-tiny14", "--fold", "0", "--shot", "1",
+              "--seed", "1234", "--limit", "2"]
+    assert main(run_args(synthetic_root, tmp_path / "r", *common, "--option",
+                         f"sam_weights={tmp_path / 'sam_vit_b_01ec64.pth'}")) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fsseg-bench: error")]
-    assert len(errors) == 1 and "backbone 'sam_vit_h': no weights found" in errors[0]
-    assert "sam_vit_h_4b8939.pth" in errors[0]
+    assert len(errors) == 1 and "sam_vit_b_01ec64.pth: weights file not found" in errors[0]
+    assert not (tmp_path / "r" / "runs").exists()
 
 
 def test_two_encoders_through_the_cache_equal_the_uncached_path(synthetic_root, tmp_path):
     """dino-sam-point packs DINOv2 tokens and SAM's embedding per image: cached, disk-served and
     uncached records are equal bit for bit, and every image is encoded once."""
-    common = ["--method", "dino-sam-point", "--option", "dino=vit-tiny14", "--option", "sam=sam-tiny",
-              "--option", "dino_size=56", "--fold", "0", "--shot", "1", "5", "--seed", "1234", "--limit", "5"]
+    common = ["--method", "dino-sam-point", "--option", "backbone=vit-tiny14", "--option", "sam=sam-tiny",
+              "--option", "match_size=56", "--fold", "0", "--shot", "1", "5", "--seed", "1234", "--limit", "5"]
     assert main(run_args(synthetic_root, tmp_path / "uncached", *common, "--no-cache")) == 0
     assert main(run_args(synthetic_root, tmp_path / "cached", *common)) == 0
     uncached = records_of(tmp_path / "uncached")

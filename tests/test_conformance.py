@@ -31,7 +31,10 @@ def tiny_episode(shots=2, queries=1, size=(40, 48)) -> Episode:
 
 
 def build(name):
-    options = {"backbone": "smallcnn"} if "backbone" in registry.accepted_options(name) else {}
+    accepted = registry.accepted_options(name)
+    options = {"backbone": "smallcnn"} if "backbone" in accepted else {}
+    if "sam" in accepted:  # no SAM weights here: the test-size SAM
+        options["sam"] = "sam-tiny"
     return registry.create_method(name, **options).eval()
 
 

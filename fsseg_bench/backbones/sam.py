@@ -9,10 +9,11 @@ images are already SAM's input. The module keeps the whole `Sam` (`.sam`: prompt
 decoder) for methods that prompt it; `input_size(h, w)` gives the unpadded size for
 `sam.postprocess_masks`.
 
-Weights (never downloaded): `--weights`/a method's `sam_weights`, else Meta's file in the torch hub
-cache (`sam_vit_h_4b8939.pth`, `sam_vit_l_0b3195.pth`, `sam_vit_b_01ec64.pth`). A missing file is a
-one-line error saying where to put it; `sam-tiny` (2 blocks of width 64 at 128 px) is the random
-init for tests and CPU smoke runs.
+Weights (never downloaded): a method's `sam_weights`, else Meta's file in the torch hub cache
+(`sam_vit_h_4b8939.pth`, `sam_vit_l_0b3195.pth`, `sam_vit_b_01ec64.pth`). Without one the run says
+so once, saying where to put the file, and records `pretrained: false` (as for every encoder that is
+not gated); a path given that does not exist is a one-line error. `sam-tiny` (2 blocks of width 64
+at 128 px) is the random init for tests and CPU smoke runs.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _finder(file_name: str | None):
 for _name, (_dim, _depth, _heads, _global, _side, _window, _file) in SAM_VARIANTS.items():
     register_backbone(BackboneEntry(
         _name, (lambda v=_name: SamEmbeddings(v)), PROMPT_DIM, 16, "sam" if _file else "test",
-        "SA-1B" if _file else "", _finder(_file), _load_sam, missing="error" if _file else "warn",
-        where=(f"put Meta's {_file} in {torch.hub.get_dir()}/checkpoints/ or pass its path (a method's "
-               f"sam_weights option, or --weights)") if _file else "no published weights: a test-size SAM",
+        "SA-1B" if _file else "", _finder(_file), _load_sam, missing="warn",
+        where=(f"none given and no {_file} in {torch.hub.get_dir()}/checkpoints/: put Meta's file there or pass "
+               f"its path as the method's sam_weights option") if _file else "no published weights: a test-size SAM",
         description=f"SAM {_name} image encoder, {_side}-px input, 256-channel embedding at stride 16"))
