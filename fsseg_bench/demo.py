@@ -105,7 +105,7 @@ def train_all(protocol, data_root: Path, out: Path, iterations: dict | None, wor
     context = multiprocessing.get_context("spawn")
     bars = not quiet and interactive()
     began, finished = time.perf_counter(), 0
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_leave_interrupts_to_the_parent)
     bar = tqdm(total=len(jobs), desc="train", unit="model", disable=not bars, dynamic_ncols=True)
     try:
         futures = [pool.submit(_train_job, job) for job in jobs]
@@ -134,6 +134,15 @@ def train_all(protocol, data_root: Path, out: Path, iterations: dict | None, wor
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Training workers ignore Ctrl-C (the terminal sends it to the whole process group): the parent
+    cancels and terminates them in order. A worker killed by the same SIGINT first would break the
+    pool, and the interrupt would read as a crash, depending on which process the signal reached first."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check_beats_baselines(summary, method: str = "panet") -> tuple[bool, list[str]]:
