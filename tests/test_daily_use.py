@@ -273,9 +273,12 @@ def test_ctrl_c_in_the_demo_while_training_stops_cleanly(tmp_path):
     import sys
     import time
 
+    # A shell without job control starts background commands with SIGINT ignored, and children inherit
+    # that: the demo is started as a terminal starts it, with Ctrl-C's default disposition.
     process = subprocess.Popen([sys.executable, "-m", "fsseg_bench", "demo", "--quick", "--workers", "2",
                                 "--results", str(tmp_path / "results")], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     checkpoints = tmp_path / "results" / "checkpoints"
     while time.time() < deadline and not any(checkpoints.rglob("*")) and process.poll() is None:
