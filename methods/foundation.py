@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from fsseg_bench.backbones import build_backbone
 from fsseg_bench.method import Method
+from fsseg_bench.packing import pack, unpack
 from fsseg_bench.registry import register_method
 
 
@@ -64,19 +65,14 @@ class DinoSamPoint(Method):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         parts = self._parts(images)
         self._shapes[tuple(images.shape[-2:])] = [part.shape[1:] for part in parts]
-        return torch.cat([part.flatten(1) for part in parts], dim=1)[..., None, None]
+        return pack(parts)
 
     def unpack(self, packed: torch.Tensor, image_size) -> list[torch.Tensor]:
         key = tuple(image_size)
         if key not in self._shapes:  # features read from the store: learn the shapes once
             with torch.no_grad():
                 self.encode(packed.new_zeros(1, 3, *key))
-        out, start = [], 0
-        for shape in self._shapes[key]:
-            size = shape.numel()
-            out.append(packed[:, start:start + size, 0, 0].reshape(-1, *shape))
-            start += size
-        return out
+        return unpack(packed, self._shapes[key])
 
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):

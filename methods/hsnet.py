@@ -35,6 +35,7 @@ from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
 from fsseg_bench.pyramids import build_pyramid, load_pyramid_weights
 from fsseg_bench.cards import BASE_CLASSES, MethodCard
+from fsseg_bench.packing import pack, unpack
 from fsseg_bench.registry import register_method
 
 COSINE_EPS = 1e-5
@@ -193,18 +194,13 @@ class HSNet(Method):
         """[N,3,H,W] -> [N,D,1,1]: every tapped layer flattened and concatenated."""
         layers = self.layers(images)
         self._shapes[tuple(images.shape[-2:])] = [layer.shape[1:] for layer in layers]
-        return torch.cat([layer.flatten(1) for layer in layers], dim=1)[..., None, None]
+        return pack(layers)
 
     def unpack(self, packed: torch.Tensor, image_size) -> list[torch.Tensor]:
         key = tuple(image_size)
         if key not in self._shapes:  # features read from the store: learn the shapes once
             self.encode(packed.new_zeros(1, 3, *key))
-        out, start = [], 0
-        for shape in self._shapes[key]:
-            size = shape.numel()
-            out.append(packed[:, start:start + size, 0, 0].reshape(-1, *shape))
-            start += size
-        return out
+        return unpack(packed, self._shapes[key])
 
     # -- prediction ---------------------------------------------------------------------------
     def logits(self, query_layers, support_layers, support_mask, image_size) -> torch.Tensor:
