@@ -36,7 +36,8 @@ from ..metrics import COUNT_COLUMNS, episode_counts
 from ..preprocess import ImageLoader, build_episode
 from ..protocol import load_protocol
 from ..registry import create_method
-from .execute import _FEATURE_CACHES, _IMAGE_LOADERS, _METHODS, predicted_mask, run_one
+from ..scoring import predicted_mask
+from .execute import _FEATURE_CACHES, _IMAGE_LOADERS, _METHODS, run_one
 from .plan import plan_runs
 from .store import read_run_json, scan_records
 
