@@ -400,6 +400,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    from .runner.matrix_cost import measure_cost
+
+    report = measure_cost(args.protocol, args.method, args.data_root, options=_parse_options(args.option),
+                          folds=args.fold, shots=args.shot, limit=args.limit, plugins=args.plugin or (), keep=args.keep)
+    print(report.table())
+    return 0 if report.records_identical else 1
+
+
 def _protocol_of(args) -> str:
     """--protocol, else the one protocol with runs in the results folder (an error names them all)."""
     from .results import protocols_present
@@ -841,6 +850,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encode-batch", type=int, default=1, help="images encoded together by the runner (GPUs)")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("cost", help="encoder passes and CPU time of a frozen-encoder method on a protocol's matrix: "
+                                    "the encode-once runner vs the per-episode loop (GF-SAM's)")
+    p.add_argument("--protocol", required=True, help="a protocol name or .toml file")
+    p.add_argument("--method", required=True, help="a frozen-encoder method")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable)")
+    p.add_argument("--data-root", type=Path, default=None, help="the dataset's folder (default: the protocol's)")
+    p.add_argument("--fold", type=int, nargs="+", default=None, help="folds (default: all)")
+    p.add_argument("--shot", type=int, nargs="+", default=None, help="shots (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="the first N episodes of each list")
+    p.add_argument("--plugin", action="append", default=None, help="a method plugin file (repeatable)")
+    p.add_argument("--keep", type=Path, default=None, help="keep the scratch runs here")
+    p.set_defaults(func=cmd_cost)
+
     from .api import CROSS_DOMAIN
 
     p = sub.add_parser("cross-domain", help="cross-domain table: a row per method, a column per target dataset and the mean")
@@ -960,6 +982,7 @@ EXAMPLES = {
     "run": "fsseg-bench run --protocol synthetic5i --method knn panet --fold 0 1 --shot 1 --train-seed 1234 7",
     "runs": "fsseg-bench runs --protocol synthetic5i --method knn",
     "bench": "fsseg-bench bench --quick",
+    "cost": "fsseg-bench cost --protocol fss1000-gfsam --method gf-sam --data-root FSS-1000-root --limit 100",
     "table": "fsseg-bench table --protocol synthetic5i --format latex --ablation panet-noalign,panet",
     "compare": "fsseg-bench compare knn panet   # panet - knn per fold and shot; three or more: all pairs, Holm",
     "plot": "fsseg-bench plot per-class --shot 1 --out results/figures",

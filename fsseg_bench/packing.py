@@ -19,3 +19,22 @@ def unpack(packed: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]
         out.append(packed[:, start:start + size, 0, 0].reshape(-1, *shape))
         start += size
     return out
+
+
+class PackedEncoders:
+    """For a frozen-encoder method whose features per image are several maps (two encoders, a
+    pyramid): it defines `encoder_parts(images) -> [maps]`; `encode` packs them, `unpack` gives
+    them back, learning each input size's shapes once (also for features read from the store)."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        parts = self.encoder_parts(images)
+        self.__dict__.setdefault("_part_shapes", {})[tuple(images.shape[-2:])] = [part.shape[1:] for part in parts]
+        return pack(parts)
+
+    def unpack(self, packed: torch.Tensor, image_size) -> list[torch.Tensor]:
+        shapes = self.__dict__.setdefault("_part_shapes", {})
+        key = tuple(image_size)
+        if key not in shapes:
+            with torch.no_grad():
+                self.encode(packed.new_zeros(1, 3, *key))
+        return unpack(packed, shapes[key])

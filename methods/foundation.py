@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from fsseg_bench.backbones import build_backbone
 from fsseg_bench.method import Method
-from fsseg_bench.packing import pack, unpack
+from fsseg_bench.packing import PackedEncoders
 from fsseg_bench.registry import register_method
 
 
@@ -40,7 +40,7 @@ def grid_mask(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 
 @register_method("dino-sam-point", description="training-free: DINOv2 (or any backbone) matching picks SAM's point prompts (PerSAM-style)")
-class DinoSamPoint(Method):
+class DinoSamPoint(PackedEncoders, Method):
     frozen_encoder = True
 
     def __init__(self, backbone: str = "dinov2_vitl14", weights: str | None = None, match_size: int | None = None,
@@ -53,26 +53,13 @@ class DinoSamPoint(Method):
         self.match_size = match_size
         self.pretrained = matching.pretrained and prompted.pretrained
         self.pretraining = tuple(b.pretraining for b in (matching, prompted) if b.pretrained and b.pretraining)
-        self._shapes: dict[tuple, list[torch.Size]] = {}
 
     # -- features: the matching features and SAM's embedding packed per image -------------------------
-    def _parts(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def encoder_parts(self, images: torch.Tensor) -> list[torch.Tensor]:
         seen = images
         if self.match_size:
             seen = F.interpolate(images, size=(self.match_size, self.match_size), mode="bilinear", align_corners=False)
         return [self.matcher(seen), self.sam(images)]
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        parts = self._parts(images)
-        self._shapes[tuple(images.shape[-2:])] = [part.shape[1:] for part in parts]
-        return pack(parts)
-
-    def unpack(self, packed: torch.Tensor, image_size) -> list[torch.Tensor]:
-        key = tuple(image_size)
-        if key not in self._shapes:  # features read from the store: learn the shapes once
-            with torch.no_grad():
-                self.encode(packed.new_zeros(1, 3, *key))
-        return unpack(packed, self._shapes[key])
 
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):

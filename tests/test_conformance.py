@@ -33,8 +33,10 @@ def tiny_episode(shots=2, queries=1, size=(40, 48)) -> Episode:
 def build(name):
     accepted = registry.accepted_options(name)
     options = {"backbone": "smallcnn"} if "backbone" in accepted else {}
-    if "sam" in accepted:  # no SAM weights here: the test-size SAM
-        options["sam"] = "sam-tiny"
+    if "sam" in accepted:  # no weights here: the test-size SAM and a test-size ViT to match with
+        options.update(sam="sam-tiny", backbone="vit-tiny14")
+    if "encoder_size" in accepted:
+        options["encoder_size"] = 56
     return registry.create_method(name, **options).eval()
 
 

@@ -9,10 +9,11 @@ from fsseg_bench.protocol import list_protocols, load_protocol
 
 
 def test_builtin_protocols_load():
-    assert list_protocols() == ["chestxray-patnet", "coco20i-hsnet", "coco20i-panet", "coco20i-pfenet",
-                                "deepglobe-patnet", "fss1000-hsnet", "fss1000-patnet", "isic-patnet",
-                                "pascal-patnet-source", "pascal5i-hsnet", "pascal5i-hsnet-fsseg", "pascal5i-panet",
-                                "pascal5i-panet-fsseg", "pascal5i-pfenet", "pascal5i-pfenet-fsseg", "synthetic5i"]
+    assert list_protocols() == ["chestxray-patnet", "coco20i-gfsam", "coco20i-hsnet", "coco20i-panet", "coco20i-pfenet",
+                                "deepglobe-patnet", "fss1000-gfsam", "fss1000-hsnet", "fss1000-patnet", "isic-patnet",
+                                "pascal-patnet-source", "pascal5i-gfsam", "pascal5i-hsnet", "pascal5i-hsnet-fsseg",
+                                "pascal5i-panet", "pascal5i-panet-fsseg", "pascal5i-pfenet", "pascal5i-pfenet-fsseg",
+                                "synthetic5i"]
     for name in list_protocols():
         protocol = load_protocol(name)
         assert protocol.name == name and len(protocol.file_sha256) == 64

@@ -269,3 +269,20 @@ def test_bench_leaves_no_scratch_behind(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", None)
     bench(backbone="smallcnn", settings=BenchSettings("tiny", 40, 60, 80, 32, 4, (1,), 1))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cost_counts_the_per_episode_loop_against_encode_once(synthetic_root, capsys):
+    """`fsseg-bench cost`: the --no-cache runner encodes every image of every episode (shots + 1 per
+    episode), the encode-once runner each distinct image once, and their records agree."""
+    from fsseg_bench.runner.matrix_cost import measure_cost
+
+    report = measure_cost("synthetic5i", "panet-init", synthetic_root, options={"backbone": "smallcnn"}, folds=[0],
+                          shots=[1, 5], limit=3)
+    assert report.runs == 10 and report.episodes == 30  # 2 shots x 5 seeds, 3 episodes each
+    assert report.uncached.encoder_passes == 5 * 3 * (1 + 1) + 5 * 3 * (5 + 1) == 120
+    assert report.cached.encoder_passes == report.distinct_images < 120
+    assert (report.gfsam_loop_sam_passes, report.gfsam_loop_dino_passes) == (30, 120)
+    assert report.records_identical
+    assert "identical bit for bit: yes" in report.table()
+    assert main(["cost", "--protocol", "synthetic5i", "--method", "all-foreground"]) == 2
+    assert "has no frozen encoder" in capsys.readouterr().err

@@ -397,12 +397,16 @@ def encode_in_batches(method, cache: FeatureCache, encoder_key: tuple, load: Ima
 PREDICT_GROUP_BYTES = 8 * 2**20
 
 
-def predict_groups(chunk: list[EpisodeSpec], encoded) -> list[list[int]]:
-    """Positions of the chunk's episodes, grouped for prediction calls by PREDICT_GROUP_BYTES."""
-    first = encoded(chunk[0].query[0])
-    per_episode = first.element_size() * first.nelement() * len(chunk[0].query)
+def predict_groups(chunk: list[EpisodeSpec], encoded) -> tuple[list[list[int]], Callable]:
+    """Positions of the chunk's episodes, grouped for prediction calls by PREDICT_GROUP_BYTES, sized
+    on the first query's features; and `encoded` that serves that first query from the features
+    already computed (without a cache, sizing must not cost an extra encoder pass)."""
+    first_id = chunk[0].query[0]
+    probed = {first_id: encoded(first_id)}
+    per_episode = probed[first_id].element_size() * probed[first_id].nelement() * len(chunk[0].query)
     size = max(1, min(len(chunk), PREDICT_GROUP_BYTES // max(1, per_episode)))
-    return [list(range(start, min(start + size, len(chunk)))) for start in range(0, len(chunk), size)]
+    groups = [list(range(start, min(start + size, len(chunk)))) for start in range(0, len(chunk), size)]
+    return groups, (lambda image_id: probed.pop(image_id) if image_id in probed else encoded(image_id))
 
 
 def batch_of(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -523,9 +527,10 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                     built = [build_feature_episode(spec, load, protocol) for spec in chunk]
                     visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
                     all_scores = []
-                    for group in predict_groups(chunk, encoded):
+                    groups, encoded_query = predict_groups(chunk, encoded)
+                    for group in groups:
                         members = [visible[j] for j in group]
-                        query = batch_of([torch.cat([encoded(i) for i in chunk[j].query]) for j in group])
+                        query = batch_of([torch.cat([encoded_query(i) for i in chunk[j].query]) for j in group])
                         if method.support_statistics:
                             # Supports enter as their cached per-(image, class) statistics.
                             stats = torch.stack([torch.stack([statistic(i, chunk[j].class_id, m) for i, m in
