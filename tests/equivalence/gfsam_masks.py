@@ -1,6 +1,6 @@
 """GF-SAM's own code beside the harness's `gf-sam`, on the same episodes and weights (not part of the suite).
 
-    python tests/equivalence/gfsam_masks.py --gfsam GF-SAM [--work DIR] [--episodes 40] [--side 128]
+    python tests/equivalence/gfsam_masks.py --gfsam GF-SAM [--work DIR] [--episodes 40] [--side 128] [--sam vit_b]
 
 GF-SAM is its published repository (ANDYZAQ/GF-SAM, a checkout outside this project; nothing of it
 is copied here; its `segment_anything` and `dinov2` folders are imported from the checkout). No
@@ -8,7 +8,8 @@ weights exist here, so both sides load the same random ones, written by this scr
 originals' formats: a DINOv2-shaped ViT (Meta's `DinoVisionTransformer`, 4 blocks of width 96, layer
 scales set to 1 so that the blocks matter) saved as Meta's state dict, read by the harness through
 timm's converter (`vit-tiny14`); and a test-size SAM (`sam-tiny`'s shape, built with GF-SAM's copy
-of segment_anything) saved as Meta's state dict.
+of segment_anything) saved as Meta's state dict, or with `--sam vit_b` Meta's ViT-B SAM (random
+weights) at GF-SAM's 1024 px.
 
 For each benchmark (FSS-1000, COCO-20i) and shot (1, 5), on a stand-in tree in the original
 layout: `fsseg-bench run` of `fss1000-gfsam` / `coco20i-gfsam` scaled to `--side` pixels (the test
@@ -46,8 +47,9 @@ def cli(*args) -> str:
     return done.stdout
 
 
-def write_weights(gfsam: Path, work: Path) -> tuple[Path, Path, object, object]:
-    """Random DINOv2-tiny and SAM-tiny in Meta's formats; -> (dino path, sam path, their ViT, their Sam)."""
+def write_weights(gfsam: Path, work: Path, sam_variant: str | None = None) -> tuple[Path, Path, object, object]:
+    """Random DINOv2-tiny and SAM (test size, or Meta's `sam_variant`, e.g. vit_b at 1024 px) in Meta's
+    formats; -> (dino path, sam path, their ViT, their Sam)."""
     from functools import partial
 
     from dinov2.models.vision_transformer import DinoVisionTransformer  # GF-SAM's copy
@@ -65,6 +67,13 @@ def write_weights(gfsam: Path, work: Path) -> tuple[Path, Path, object, object]:
                 parameter.normal_(0, 0.02)
     dino = work / "dinov2_tiny_pretrain.pth"
     torch.save(vit.state_dict(), dino)
+    if sam_variant:
+        from segment_anything import sam_model_registry  # GF-SAM's copy
+
+        sam = sam_model_registry[sam_variant](checkpoint=None).eval()
+        sam_path = work / f"sam_{sam_variant}_random.pth"
+        torch.save(sam.state_dict(), sam_path)
+        return dino, sam_path, vit, sam
     side, embedding = 128, 8
     sam = modeling.Sam(
         image_encoder=modeling.ImageEncoderViT(depth=2, embed_dim=64, img_size=side, mlp_ratio=4,
@@ -122,13 +131,13 @@ def their_layout(benchmark: str, tree: Path, work: Path) -> Path:
 
 
 def harness_run(benchmark: str, tree: Path, work: Path, side: int, episodes: int, shot: int, dino: Path,
-                sam: Path) -> tuple[Path, list[dict], dict]:
+                sam: Path, sam_name: str) -> tuple[Path, list[dict], dict]:
     base = {"fss": "fss1000-gfsam", "coco": "coco20i-gfsam"}[benchmark]
-    name = f"eq-gfsam-{benchmark}-{shot}"
+    name = f"eq-gfsam-{benchmark}-{shot}-{side}"
     protocol, results = work / f"{name}.toml", work / f"{name}-results"
     protocol.write_text(scaled(base, name, side, episodes, shot))
     cli("run", "--protocol", protocol, "--method", "gf-sam", "--option", "backbone=vit-tiny14", "--weights", dino,
-        "--option", "sam=sam-tiny", "--option", f"sam_weights={sam}", "--data-root", tree, "--results", results,
+        "--option", f"sam={sam_name}", "--option", f"sam_weights={sam}", "--data-root", tree, "--results", results,
         "--save-predictions", episodes, "--quiet")
     run = next(results.glob("runs/*/*/*/run.json"))
     info = json.loads(run.read_text())
@@ -140,7 +149,8 @@ def harness_run(benchmark: str, tree: Path, work: Path, side: int, episodes: int
     return run.parent, listed, numbers
 
 
-def check(gfsam: Path, benchmark: str, shot: int, work: Path, side: int, episodes: int, weights) -> None:
+def check(gfsam: Path, benchmark: str, shot: int, work: Path, side: int, episodes: int, weights,
+          sam_name: str) -> None:
     from matcher.GFSAM import GFSAM  # GF-SAM's own code
     from matcher.common import utils
     from matcher.common.evaluation import Evaluator
@@ -154,7 +164,7 @@ def check(gfsam: Path, benchmark: str, shot: int, work: Path, side: int, episode
         cli("synth", "--layout", {"fss": "fss1000", "coco": "coco"}[benchmark], "--root", tree,
             *(["--images", 240] if benchmark == "coco" else []))
     datapath = their_layout(benchmark, tree, work)
-    run_dir, listed, ours = harness_run(benchmark, tree, work, side, episodes, shot, dino, sam_path)
+    run_dir, listed, ours = harness_run(benchmark, tree, work, side, episodes, shot, dino, sam_path, sam_name)
 
     model = GFSAM(encoder=vit, generator=SamPredictor(sam), input_size=side, device=torch.device("cpu"))
     Evaluator.initialize()
@@ -207,6 +217,8 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=128)
     parser.add_argument("--benchmarks", nargs="+", default=["fss", "coco"])
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
+    parser.add_argument("--sam", default=None, help="Meta's SAM variant with random weights (vit_b: 1024 px) "
+                                                    "instead of the test-size SAM (128 px)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="gfsam-eq-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -216,10 +228,11 @@ def main() -> None:
     for name in ("detectron2", "detectron2.structures", "detectron2.structures.masks"):
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.path.insert(0, str(args.gfsam.resolve()))
-    weights = write_weights(args.gfsam, work)
+    weights = write_weights(args.gfsam, work, args.sam)
+    side, sam_name = (1024, f"sam_{args.sam}") if args.sam else (args.side, "sam-tiny")
     for benchmark in args.benchmarks:
         for shot in args.shots:
-            check(args.gfsam, benchmark, shot, work, args.side, args.episodes, weights)
+            check(args.gfsam, benchmark, shot, work, side, args.episodes, weights, sam_name)
 
 
 if __name__ == "__main__":
