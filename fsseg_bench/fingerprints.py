@@ -27,9 +27,11 @@ names (the class index hashes every file of a split when it scans it).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import marshal
+import os
 import sys
 import sysconfig
 import types
@@ -68,8 +70,12 @@ def module_file(module: types.ModuleType) -> Path | None:
     path = getattr(module, "__file__", None)
     if not path or not str(path).endswith(".py"):
         return None
-    path = Path(path)
-    return path if path.is_file() else None
+    return _as_path(str(path)) if os.path.isfile(path) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _as_path(path: str) -> Path:
+    return Path(path)  # every run asks for every loaded module's file: build each Path once
 
 
 # --- hashing one source file --------------------------------------------------------------------
@@ -111,10 +117,23 @@ _SITE_DIRS = tuple({str(Path(p).resolve()) for p in (sysconfig.get_paths().get("
                                                       sys.base_prefix, sys.exec_prefix) if p})
 
 
-def _installed(path: Path) -> bool:
-    text = str(path.resolve())
-    return ("site-packages" in path.parts or "dist-packages" in path.parts
+@functools.lru_cache(maxsize=None)
+def _resolved(path: str) -> Path:
+    """A module file's real path: asked for every loaded module on every run, so memoised (where a
+    file lives decides only whether it belongs to a closure; its content is hashed each time)."""
+    return Path(path).resolve()
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_path(path: str) -> bool:
+    parts = Path(path).parts
+    text = str(_resolved(path))
+    return ("site-packages" in parts or "dist-packages" in parts
             or any(text.startswith(site + "/") for site in _SITE_DIRS))
+
+
+def _installed(path: Path) -> bool:
+    return _installed_path(str(path))
 
 
 def _plugin_folder(root: types.ModuleType) -> Path | None:
@@ -126,11 +145,18 @@ def _plugin_folder(root: types.ModuleType) -> Path | None:
 
 
 def _in_folder(module: types.ModuleType, folder: Path | None) -> bool:
-    path = module_file(module)
-    if folder is None or path is None:
+    if folder is None:
         return False
-    resolved = path.resolve()
-    return folder in resolved.parents and not _installed(resolved)
+    path = module_file(module)
+    if path is None:
+        return False
+    return _path_in_folder(str(path), str(folder))
+
+
+@functools.lru_cache(maxsize=None)
+def _path_in_folder(path: str, folder: str) -> bool:
+    resolved = _resolved(path)
+    return Path(folder) in resolved.parents and not _installed(resolved)
 
 
 def _is_project(module: types.ModuleType, folder: Path | None) -> bool:
@@ -192,7 +218,7 @@ def _stable_name(module: types.ModuleType, folder: Path | None) -> str:
     path = module_file(module)
     if path is None:
         return module.__name__
-    resolved = path.resolve()
+    resolved = _resolved(str(path))
     if folder is not None and folder in resolved.parents:
         return resolved.relative_to(folder).as_posix()
     return path.name
@@ -324,7 +350,8 @@ def loaded_closure(factory: Callable) -> list[dict]:
             elif name.startswith(PLUGIN_PREFIX) or not _in_folder(module, folder):
                 continue
         stable = _stable_name(module, folder)
-        entries[stable] = {"name": stable, "path": str(module_file(module).resolve()), "sha256": _module_sha256(module)}
+        entries[stable] = {"name": stable, "path": str(_resolved(str(module_file(module)))),
+                           "sha256": _module_sha256(module)}
     return [entries[name] for name in sorted(entries)]
 
 
