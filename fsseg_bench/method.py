@@ -7,6 +7,11 @@ Optional, each switched on by a class attribute:
 - `frozen_encoder = True`: at test time the method is `encode(images) -> features` applied per
   image, then `predict_from_features(episode, support_features, query_features)`. The runner then
   encodes each image once and caches the features across episodes, shots, seeds and folds.
+  A method may add a second, query-only frozen encoder, `encode_query(images) -> features` (GF-SAM's
+  SAM embedding: only queries are prompted): the runner caches it per image like `encode`, runs
+  it only on images that are some episode's query, and gives the method a query's features as
+  `encode`'s and `encode_query`'s concatenated along channels (so both must share a spatial size;
+  `packing.py` makes [N, D, 1, 1] of anything).
 - `support_statistics = True` (with a frozen encoder): what a support contributes depends only on
   its own features and mask, `support_statistic(features [1,C,h,w], mask [H,W]) -> Tensor`, and
   the prediction on those, `predict_from_statistics(episodes, statistics [B,S,...], query_features
@@ -51,7 +56,15 @@ class Method:
             raise NotImplementedError(f"{type(self).__name__} must implement predict()")
         with torch.no_grad():
             return self.predict_from_features(episode, self.encode_each(episode.support_images),
-                                              self.encode_each(episode.query_images))
+                                              self.query_features(episode.query_images))
+
+    def query_features(self, images: torch.Tensor) -> torch.Tensor:
+        """A query's features as the runner gives them: `encode`, image by image, and the query-only
+        encoder's output (`encode_query`, when the method has one) concatenated along channels."""
+        base = self.encode_each(images)
+        if not callable(getattr(self, "encode_query", None)):
+            return base
+        return torch.cat([base, torch.cat([self.encode_query(image[None]) for image in images])], dim=1)
 
     def predict_batch_from_features(self, episodes: list[Episode], support_features: torch.Tensor,
                                     query_features: torch.Tensor) -> torch.Tensor:

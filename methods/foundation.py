@@ -11,9 +11,8 @@ and GF-SAM's choice; the protocol's default otherwise, as for `knn`), `weights` 
 `match_size` the square size it sees (518 for DINOv2 as GF-SAM; default: the protocol's input),
 `sam` (default `sam_vit_b`, the smallest released) and `sam_weights`.
 
-Both encoders run once per image: `encode` packs the matching features and SAM's image embedding
-into one [N, D, 1, 1] tensor per image, which the runner caches like any frozen encoder's features
-(HSNet packs its pyramid the same way).
+Each encoder runs once per image: `encode` gives the matching features (packed [N, D, 1, 1]) of
+every image, `encode_query` SAM's embedding of the query images only; the runner caches both.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 
 from fsseg_bench.backbones import build_backbone
 from fsseg_bench.method import Method
-from fsseg_bench.packing import PackedEncoders
+from fsseg_bench.packing import PackedEncoders, pack
 from fsseg_bench.registry import register_method
 
 
@@ -54,17 +53,23 @@ class DinoSamPoint(PackedEncoders, Method):
         self.pretrained = matching.pretrained and prompted.pretrained
         self.pretraining = tuple(b.pretraining for b in (matching, prompted) if b.pretrained and b.pretraining)
 
-    # -- features: the matching features and SAM's embedding packed per image -------------------------
+    # -- features: the matching features of every image, SAM's embedding of the queries --------------
     def encoder_parts(self, images: torch.Tensor) -> list[torch.Tensor]:
         seen = images
         if self.match_size:
             seen = F.interpolate(images, size=(self.match_size, self.match_size), mode="bilinear", align_corners=False)
-        return [self.matcher(seen), self.sam(images)]
+        return [self.matcher(seen)]
+
+    def encode_query(self, images: torch.Tensor) -> torch.Tensor:
+        """SAM's embedding, for queries only (only they are prompted)."""
+        return pack([self.sam(images)])
 
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):
-        support_tokens, _ = self.unpack(support_features, episode.image_size)
-        query_tokens, query_embeddings = self.unpack(query_features, episode.image_size)
+        (support_tokens,) = self.unpack(support_features, episode.image_size)
+        (query_tokens,) = self.unpack(query_features, episode.image_size)
+        side = self.sam.side // 16
+        query_embeddings = query_features[:, query_tokens[0].numel():, 0, 0].reshape(len(query_tokens), -1, side, side)
         weights = grid_mask(episode.support_masks, support_tokens.shape[-2:])[:, None]  # [S,1,h,w]
         prototype = F.normalize((support_tokens * weights).sum(dim=(0, 2, 3)) / weights.sum().clamp(min=1), dim=0)
         height, width = episode.image_size

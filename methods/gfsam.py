@@ -33,9 +33,9 @@ An all-zero support set (all shots together) gets a 14 x 14 square at the centre
 
 Options: `backbone` (default `dinov2_vitl14`, GF-SAM's; any registered ViT), `weights`, `sam`
 (default `sam_vit_h`, GF-SAM's), `sam_weights`, `encoder_size` (518), `encoder_antialias` (false),
-`max_points` (128), `seed` (random inits only). Both encoders run once per image and are cached by
-the runner (their outputs packed into one tensor per image); GF-SAM's own loop encodes every
-episode's images again. The prediction is a binary mask at the input resolution (score 1 or 0).
+`max_points` (128), `seed` (random inits only). The runner encodes each distinct image once with
+DINOv2 and each distinct query image once with SAM (`encode_query`), both cached; GF-SAM's own
+loop encodes every episode's images again. The prediction is a binary mask at the input resolution (score 1 or 0).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from fsseg_bench.backbones import build_backbone
 from fsseg_bench.cards import MethodCard
 from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
-from fsseg_bench.packing import PackedEncoders
+from fsseg_bench.packing import PackedEncoders, pack
 from fsseg_bench.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from fsseg_bench.registry import register_method
 
@@ -276,14 +276,25 @@ class GFSAM(PackedEncoders, Method):
         return self.sam.sam.image_encoder(self.sam.sam.preprocess(pixels))
 
     def encoder_parts(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Image by image (GF-SAM encodes one query at a time): the matching tokens and SAM's embedding."""
-        units = [unit_images(image[None]) for image in images]
-        return [torch.cat([self.matching_tokens(u) for u in units]), torch.cat([self.sam_embedding(u) for u in units])]
+        """Every image's matching tokens (supports and queries), image by image as GF-SAM encodes."""
+        return [torch.cat([self.matching_tokens(unit_images(image[None])) for image in images])]
+
+    def encode_query(self, images: torch.Tensor) -> torch.Tensor:
+        """SAM's embedding, for queries only (GF-SAM prompts SAM on the query alone); the runner
+        caches it per image beside the tokens and hands it over after them."""
+        return pack([torch.cat([self.sam_embedding(unit_images(image[None])) for image in images])])
+
+    def split_query(self, query_features: torch.Tensor, image_size) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query features (tokens, then SAM's embedding) -> ([Q,N,C] tokens, [Q,256,e,e] embeddings)."""
+        (tokens,) = self.unpack(query_features, image_size)
+        embedding = query_features[:, tokens[0].numel():, 0, 0]
+        side = self.sam.side // 16
+        return tokens, embedding.reshape(len(embedding), -1, side, side)
 
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):
-        support_tokens, _ = self.unpack(support_features, episode.image_size)
-        query_tokens, query_embeddings = self.unpack(query_features, episode.image_size)
+        (support_tokens,) = self.unpack(support_features, episode.image_size)
+        query_tokens, query_embeddings = self.split_query(query_features, episode.image_size)
         masks = support_masks_or_centre(episode.support_masks)
         predictions = []
         for tokens, embedding in zip(query_tokens, query_embeddings):

@@ -74,7 +74,7 @@ def test_frozen_encoder_path_equals_predict():
         with torch.no_grad():
             direct = method.predict(episode)
             cached = method.predict_from_features(episode, method.encode_each(episode.support_images),
-                                                  method.encode_each(episode.query_images))
+                                                  method.query_features(episode.query_images))
         assert torch.equal(direct, cached), name
 
 

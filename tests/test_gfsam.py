@@ -4,6 +4,7 @@ GF-SAM's own code is tests/equivalence/gfsam_masks.py (it needs the GF-SAM check
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,7 +132,13 @@ def test_gfsam_through_the_cache_equals_the_uncached_path(synthetic_root, tmp_pa
     assert main(run_args(synthetic_root, tmp_path / "cached", *common)) == 0
     uncached = records_of(tmp_path / "uncached")
     assert len(uncached) == 2 and records_of(tmp_path / "cached") == uncached
-    infos = [json.loads(p.read_text()) for p in (tmp_path / "cached" / "runs").rglob("run.json")]
+    infos = [json.loads(p.read_text()) for p in sorted((tmp_path / "cached" / "runs").rglob("run.json"))]
     assert {i["card"]["training"] for i in infos} == {"none"}
+    # DINOv2 once per distinct image, SAM once per distinct query image (supports never need it).
+    episodes = [json.loads(line) for i in infos for line in Path(i["episode_list_path"]).read_text().splitlines()[:2]]
+    queries = {q for e in episodes for q in e["query"]}
+    images = queries | {s for e in episodes for s in e["support"]}
+    assert sum(i["encoder_passes"] for i in infos) == len(images)
+    assert sum(i["query_encoder_passes"] for i in infos) == len(queries) < len(images)
     assert main(run_args(synthetic_root, tmp_path / "bad", "--method", "gf-sam", "--option", "backbone=smallcnn",
                          "--option", "sam=sam-tiny", "--fold", "0", "--shot", "1", "--limit", "1")) == 2

@@ -502,6 +502,25 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
         uncached_passes += 1
         return compute()
 
+    # A query-only second encoder (`encode_query`, e.g. GF-SAM's SAM embedding): cached per image
+    # under its own key, computed only for images that are some episode's query.
+    has_query_encoder = callable(getattr(method, "encode_query", None))
+    query_key = (*encoder_key, "query-encoder")
+    query_passes = 0
+
+    def encoded_query(image_id: str) -> torch.Tensor:
+        base = encoded(image_id)
+        if not has_query_encoder:
+            return base
+
+        def compute() -> torch.Tensor:
+            nonlocal query_passes
+            query_passes += 1
+            return method.encode_query(load.image(image_id, keep=cache is None)[None].to(request.device))
+
+        extra = cache.features(query_key, image_sha256[image_id], compute, deps) if cache is not None else compute()
+        return torch.cat([base, extra.to(base.device)], dim=1)
+
     statistic_key = (*encoder_key, "support-statistic", protocol.support_ignore, protocol.label_resize)
 
     def statistic(image_id: str, class_id: int, mask: torch.Tensor) -> torch.Tensor:
@@ -527,10 +546,10 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
                     built = [build_feature_episode(spec, load, protocol) for spec in chunk]
                     visible = [episode if request.device == "cpu" else episode.to(request.device) for episode, _ in built]
                     all_scores = []
-                    groups, encoded_query = predict_groups(chunk, encoded)
+                    groups, query_features = predict_groups(chunk, encoded_query)
                     for group in groups:
                         members = [visible[j] for j in group]
-                        query = batch_of([torch.cat([encoded_query(i) for i in chunk[j].query]) for j in group])
+                        query = batch_of([torch.cat([query_features(i) for i in chunk[j].query]) for j in group])
                         if method.support_statistics:
                             # Supports enter as their cached per-(image, class) statistics.
                             stats = torch.stack([torch.stack([statistic(i, chunk[j].class_id, m) for i, m in
@@ -571,7 +590,9 @@ def _perform(request: RunRequest, prepared: PreparedRun, identity: dict, directo
     if problem:  # never mark complete what is not
         raise RunFailure(f"{request.label}: records failed verification after the run ({problem})")
     wall = time.perf_counter() - began
-    passes = (cache.encoder_passes - passes_before) if cache is not None else uncached_passes
+    passes = (cache.encoder_passes - passes_before - query_passes) if cache is not None else uncached_passes
+    if has_query_encoder:
+        run_info["query_encoder_passes"] = query_passes + previous.get("query_encoder_passes", 0)
     run_info.update(status="complete", finished=datetime.now(timezone.utc).isoformat(),
                     wall_seconds=round(wall + previous.get("wall_seconds", 0.0), 3),
                     encoder_passes=passes + previous.get("encoder_passes", 0),
