@@ -136,7 +136,13 @@ def harness_run(benchmark: str, tree: Path, work: Path, side: int, episodes: int
     name = f"eq-gfsam-{benchmark}-{shot}-{side}"
     protocol, results = work / f"{name}.toml", work / f"{name}-results"
     protocol.write_text(scaled(base, name, side, episodes, shot))
-    cli("run", "--protocol", protocol, "--method", "gf-sam", "--option", "backbone=vit-tiny14", "--weights", dino,
+    # GF-SAM's transforms.Resize(518) on a tensor antialiases under the torchvision running here when
+    # it defaults to it (>= 0.17; GF-SAM pins 0.14, which did not): the harness is told the same.
+    import torchvision.transforms as transforms
+
+    antialias = bool(getattr(transforms.Resize(518), "antialias", False))
+    cli("run", "--protocol", protocol, "--method", "gf-sam", "--option", f"encoder_antialias={str(antialias).lower()}",
+        "--option", "backbone=vit-tiny14", "--weights", dino,
         "--option", f"sam={sam_name}", "--option", f"sam_weights={sam}", "--data-root", tree, "--results", results,
         "--save-predictions", episodes, "--quiet")
     run = next(results.glob("runs/*/*/*/run.json"))
@@ -223,6 +229,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="gfsam-eq-"))
     work.mkdir(parents=True, exist_ok=True)
     torch.Tensor.cuda = lambda self, *a, **k: self  # GF-SAM's meters live on the GPU; here the CPU
+    torch.set_num_threads(1)  # as each runner worker: a matmul split over other thread counts rounds otherwise
     sys.modules.setdefault("tensorboardX", types.SimpleNamespace(SummaryWriter=None))
     # GF-SAM's dataset module imports its PACO/LVIS loaders, which need detectron2 (not used here)
     for name in ("detectron2", "detectron2.structures", "detectron2.structures.masks"):
