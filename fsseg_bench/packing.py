@@ -38,3 +38,10 @@ class PackedEncoders:
             with torch.no_grad():
                 self.encode(packed.new_zeros(1, 3, *key))
         return unpack(packed, shapes[key])
+
+    def unpack_query(self, packed: torch.Tensor, image_size, query_shape) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """A query's features as the runner gives them (this method's packed parts, then its
+        `encode_query` output packed) -> (the parts, the query-only map [Q, *query_shape])."""
+        parts = self.unpack(packed, image_size)
+        used = sum(part[0].numel() for part in parts)
+        return parts, packed[:, used:, 0, 0].reshape(len(packed), *query_shape)

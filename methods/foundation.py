@@ -67,9 +67,8 @@ class DinoSamPoint(PackedEncoders, Method):
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):
         (support_tokens,) = self.unpack(support_features, episode.image_size)
-        (query_tokens,) = self.unpack(query_features, episode.image_size)
-        side = self.sam.side // 16
-        query_embeddings = query_features[:, query_tokens[0].numel():, 0, 0].reshape(len(query_tokens), -1, side, side)
+        (query_tokens,), query_embeddings = self.unpack_query(query_features, episode.image_size,
+                                                               self.sam.embedding_shape)
         weights = grid_mask(episode.support_masks, support_tokens.shape[-2:])[:, None]  # [S,1,h,w]
         prototype = F.normalize((support_tokens * weights).sum(dim=(0, 2, 3)) / weights.sum().clamp(min=1), dim=0)
         height, width = episode.image_size

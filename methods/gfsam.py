@@ -284,17 +284,12 @@ class GFSAM(PackedEncoders, Method):
         caches it per image beside the tokens and hands it over after them."""
         return pack([torch.cat([self.sam_embedding(unit_images(image[None])) for image in images])])
 
-    def split_query(self, query_features: torch.Tensor, image_size) -> tuple[torch.Tensor, torch.Tensor]:
-        """Query features (tokens, then SAM's embedding) -> ([Q,N,C] tokens, [Q,256,e,e] embeddings)."""
-        (tokens,) = self.unpack(query_features, image_size)
-        embedding = query_features[:, tokens[0].numel():, 0, 0]
-        side = self.sam.side // 16
-        return tokens, embedding.reshape(len(embedding), -1, side, side)
 
     # -- prediction --------------------------------------------------------------------------------
     def predict_from_features(self, episode, support_features, query_features):
         (support_tokens,) = self.unpack(support_features, episode.image_size)
-        query_tokens, query_embeddings = self.split_query(query_features, episode.image_size)
+        (query_tokens,), query_embeddings = self.unpack_query(query_features, episode.image_size,
+                                                               self.sam.embedding_shape)
         masks = support_masks_or_centre(episode.support_masks)
         predictions = []
         for tokens, embedding in zip(query_tokens, query_embeddings):

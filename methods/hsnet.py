@@ -35,7 +35,7 @@ from fsseg_bench.errors import InputError
 from fsseg_bench.method import Method
 from fsseg_bench.pyramids import build_pyramid, load_pyramid_weights
 from fsseg_bench.cards import BASE_CLASSES, MethodCard
-from fsseg_bench.packing import pack, unpack
+from fsseg_bench.packing import PackedEncoders
 from fsseg_bench.registry import register_method
 
 COSINE_EPS = 1e-5
@@ -160,7 +160,7 @@ def vote(masks: torch.Tensor) -> torch.Tensor:
 
 # --- the method --------------------------------------------------------------------------------
 
-class HSNet(Method):
+class HSNet(PackedEncoders, Method):
     trainable = True
     card = MethodCard(training=BASE_CLASSES)
     frozen_encoder = True  # the pyramid: each image encoded once, its layers packed into one tensor
@@ -176,7 +176,6 @@ class HSNet(Method):
         self.initialise(seed)
         self.pretrained = pyramid.pretrained
         self.pretraining = (pyramid.pretraining,) if pyramid.pretrained and pyramid.pretraining else ()
-        self._shapes: dict[tuple, list[torch.Size]] = {}
 
     def initialise(self, seed: int) -> None:
         """(Re)draw the learner's initial weights (torch's default inits) from `seed`: the `seed`
@@ -190,17 +189,7 @@ class HSNet(Method):
         with torch.no_grad():
             return self.model.backbone(images)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """[N,3,H,W] -> [N,D,1,1]: every tapped layer flattened and concatenated."""
-        layers = self.layers(images)
-        self._shapes[tuple(images.shape[-2:])] = [layer.shape[1:] for layer in layers]
-        return pack(layers)
-
-    def unpack(self, packed: torch.Tensor, image_size) -> list[torch.Tensor]:
-        key = tuple(image_size)
-        if key not in self._shapes:  # features read from the store: learn the shapes once
-            self.encode(packed.new_zeros(1, 3, *key))
-        return unpack(packed, self._shapes[key])
+    encoder_parts = layers  # PackedEncoders: `encode` packs every tapped layer, `unpack` gives them back
 
     # -- prediction ---------------------------------------------------------------------------
     def logits(self, query_layers, support_layers, support_mask, image_size) -> torch.Tensor:

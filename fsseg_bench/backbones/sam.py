@@ -70,6 +70,7 @@ class SamEmbeddings(nn.Module):
         super().__init__()
         self.sam = build_sam_model(variant)
         self.side = self.sam.image_encoder.img_size
+        self.embedding_shape = (PROMPT_DIM, self.side // 16, self.side // 16)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         scale = self.side / max(height, width)

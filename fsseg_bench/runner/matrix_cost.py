@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .store import RECORDS
+from .store import RECORDS, read_records
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def _cpu_seconds() -> float:
 
 def _records(results: Path) -> dict[str, list[dict]]:
     """Every run's records without the per-episode timing, keyed by the run's folder."""
-    return {str(p.parent.relative_to(results)): [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                                                 for line in p.read_text().splitlines() if line.strip()]
+    return {str(p.parent.relative_to(results)): [{k: v for k, v in row.items() if k != "seconds"}
+                                                 for row in read_records(p.parent)]
             for p in sorted((results / "runs").rglob(RECORDS))}
 
 
